@@ -1,0 +1,207 @@
+"""The base class every initializer derives from, and the argument checks they share."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from initlab import sampling
+from initlab.shapes import LAYOUTS, Fans, fans, shape_of
+
+_NO_DEFAULT = inspect.Parameter.empty
+
+
+def check_number(value: Any, name: str, *, minimum: float | None = 0.0, allow_equal: bool = True) -> float:
+    """A finite real number, at least ``minimum`` (strictly above it unless ``allow_equal``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise ValueError(f"{name} must be a number; got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value!r}")
+    if minimum is not None and (value < minimum or (not allow_equal and value == minimum)):
+        relation = ">=" if allow_equal else ">"
+        raise ValueError(f"{name} must be {relation} {minimum:g}; got {value!r}")
+    return value
+
+
+def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value
+
+
+class Initializer:
+    """A small immutable object that fills weights.
+
+    Subclasses set ``name`` (the registry name), validate their arguments in ``__init__`` (raising a
+    ``ValueError`` that names the argument), call ``self._record(...)`` with the arguments exactly as the
+    user gave them (for ``repr``/``to_config``), and implement ``_draw(shape, dtype, device, generator)``
+    returning a new tensor of ``shape`` in the sampling precision ``dtype``.
+
+    Public methods:
+
+    * ``init_(tensor, *, generator=None)`` fills ``tensor`` in place (no autograd) and returns it;
+    * ``sample(shape, *, dtype=torch.float32, device=None, generator=None)`` returns a new tensor;
+    * ``array(shape, *, rng=None, dtype=numpy.float32)`` returns a numpy array;
+    * ``obj(x)``: ``init_`` for a tensor, fills a numpy array in place, ``sample`` for a shape.
+
+    Values are drawn in float32 (float64 for float64 targets) and then cast, so fp16/bf16 targets get the
+    same distribution. Meta and empty tensors are left alone; integer, bool and complex tensors raise
+    ``TypeError``. Every check runs before the target is touched.
+    """
+
+    name: ClassVar[str] = ""
+    _frozen: bool = False
+
+    # -- construction and identity -------------------------------------------------------------------
+    def _record(self, **args: Any) -> None:
+        if "_args" not in self.__dict__:  # the most derived class records first and wins
+            object.__setattr__(self, "_args", dict(args))
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if self._frozen:
+            raise AttributeError(f"{type(self).__name__} is immutable; use .replace({key}=...)")
+        object.__setattr__(self, key, value)
+
+    def _freeze(self) -> None:
+        object.__setattr__(self, "_frozen", True)
+
+    @classmethod
+    def _defaults(cls) -> dict[str, Any]:
+        sig = inspect.signature(cls.__init__)
+        return {p.name: p.default for p in list(sig.parameters.values())[1:]
+                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
+    def to_config(self) -> dict[str, Any]:
+        """``{"name": <registry name>, **arguments}``; ``initlab.get(config)`` rebuilds the initializer."""
+        return {"name": self.name, **{k: _plain(v) for k, v in self._args.items()}}
+
+    def replace(self, **changes: Any) -> Initializer:
+        """A copy with some constructor arguments changed (validated again)."""
+        unknown = set(changes) - set(self._defaults())
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no argument(s) {sorted(unknown)}; "
+                             f"accepted: {sorted(self._defaults())}")
+        return type(self)(**{**self._args, **changes})
+
+    def __repr__(self) -> str:
+        defaults = self._defaults()
+        shown = [f"{k}={_plain(v)!r}" for k, v in self._args.items()
+                 if defaults.get(k, _NO_DEFAULT) is _NO_DEFAULT or not _same(defaults[k], v)]
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self.to_config() == other.to_config()  # type: ignore[union-attr]
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+    # -- properties that tools (init_model, reports) read --------------------------------------------
+    @property
+    def symmetric(self) -> bool:
+        """True when every unit gets identical incoming weights (a constant): symmetry is never broken."""
+        return False
+
+    def fans_of(self, shape: Any) -> Fans | None:
+        """The fans this initializer uses for ``shape`` (None when it uses none)."""
+        return None
+
+    def expected_std(self, shape: Any) -> float | None:
+        """The standard deviation of the values produced for a weight of ``shape``."""
+        return None
+
+    # -- drawing -------------------------------------------------------------------------------------
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        """Raise ``ValueError`` when ``shape`` is not one this initializer can fill."""
+
+    def _draw(self, shape: tuple[int, ...], dtype: torch.dtype, device: Any,
+              generator: torch.Generator | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _finish(self, values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Cast the sampled values to the target dtype (subclasses keep bounds exact here)."""
+        return values.to(dtype)
+
+    def sample(self, shape: Any, *, dtype: torch.dtype = torch.float32, device: Any = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """A new tensor of ``shape`` and ``dtype`` filled by this initializer."""
+        dims = shape_of(shape)
+        _check_float_dtype(dtype)
+        self._check_shape(dims)
+        if math.prod(dims) == 0:
+            return torch.empty(dims, dtype=dtype, device=device)
+        values = self._draw(dims, sampling.compute_dtype(dtype), device, generator)
+        values = self._finish(values, dtype)
+        target = torch.device(device) if device is not None else values.device
+        return values.to(target)
+
+    def init_(self, tensor: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Fill ``tensor`` in place and return it. Meta and empty tensors are returned unchanged."""
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"tensor must be a torch.Tensor; got {type(tensor).__name__}")
+        _check_float_dtype(tensor.dtype)
+        dims = tuple(tensor.shape)
+        self._check_shape(dims)
+        if tensor.is_meta or tensor.numel() == 0:
+            return tensor
+        values = self.sample(dims, dtype=tensor.dtype, device=tensor.device, generator=generator)
+        with torch.no_grad():
+            tensor.copy_(values)
+        return tensor
+
+    def array(self, shape: Any, *, rng: int | np.random.Generator | None = None,
+              dtype: Any = np.float32) -> np.ndarray:
+        """A numpy array of ``shape`` (for any framework). ``rng``: a seed or a numpy Generator."""
+        np_dtype = np.dtype(dtype)
+        if np_dtype.kind != "f":
+            raise TypeError(f"dtype must be a floating-point numpy dtype; got {np_dtype}")
+        torch_dtype = torch.float64 if np_dtype == np.float64 else torch.float32
+        values = self.sample(shape, dtype=torch_dtype, generator=sampling.generator_from(rng))
+        return values.numpy().astype(np_dtype, copy=False)
+
+    def __call__(self, target: Any, *, generator: torch.Generator | None = None, rng: Any = None) -> Any:
+        if isinstance(target, torch.Tensor):
+            return self.init_(target, generator=generator)
+        if isinstance(target, np.ndarray):
+            target[...] = self.array(target.shape, rng=rng, dtype=target.dtype)
+            return target
+        return self.sample(target, generator=generator)
+
+
+class FanBased(Initializer):
+    """An initializer whose scale depends on the fans (layout, groups, chunks, axes)."""
+
+    def _set_fan_options(self, layout: str, groups: int, chunks: int, in_axis: Any, out_axis: Any,
+                         torch_compatible: bool) -> None:
+        check_choice(layout, "layout", LAYOUTS)
+        fans((1, 1), layout, groups=groups, chunks=chunks)  # validates groups and chunks
+        self._fan_options = dict(layout=layout, groups=groups, chunks=chunks, in_axis=in_axis,
+                                 out_axis=out_axis, torch_compatible=bool(torch_compatible))
+
+    def fans_of(self, shape: Any) -> Fans:
+        return fans(shape, **self._fan_options)
+
+    def _check_shape(self, shape: tuple[int, ...]) -> None:
+        self.fans_of(shape)
+
+
+def _check_float_dtype(dtype: torch.dtype) -> None:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"initlab initializers fill floating-point tensors (float16, bfloat16, float32, "
+                        f"float64); got {dtype}")
+
+
+def _plain(value: Any) -> Any:
+    """Tuples become lists so configs are JSON-friendly; numbers stay numbers."""
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    return _plain(a) == _plain(b)

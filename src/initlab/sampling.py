@@ -1,0 +1,117 @@
+"""The one place where initlab draws random numbers.
+
+Every initializer draws through these functions, always with an explicit ``torch.Generator`` (or
+``None`` for torch's global RNG, only when the caller passes none). Draws happen on the generator's
+device and in float32 (float64 when asked), so the same seed gives the same weights whatever the
+target's device or dtype; a faster generator can later be plugged in here without touching the
+initializers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+Shape = Sequence[int]
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Sampling precision for a target dtype: float64 stays float64, everything else uses float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _empty(shape: Shape, dtype: torch.dtype, device: torch.device | str | None, generator) -> torch.Tensor:
+    if generator is not None:
+        device = generator.device
+    return torch.empty(tuple(shape), dtype=dtype, device=device)
+
+
+def normal(shape: Shape, mean: float = 0.0, std: float = 1.0, *, dtype: torch.dtype = torch.float32,
+           device=None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``N(mean, std^2)`` samples (torch's ``normal_`` stream, so it matches ``nn.init.normal_``)."""
+    return _empty(shape, dtype, device, generator).normal_(mean, std, generator=generator)
+
+
+def uniform(shape: Shape, low: float = 0.0, high: float = 1.0, *, dtype: torch.dtype = torch.float32,
+            device=None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``U(low, high)`` samples (torch's ``uniform_`` stream)."""
+    return _empty(shape, dtype, device, generator).uniform_(low, high, generator=generator)
+
+
+def _norm_cdf(x: float) -> float:
+    return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
+
+
+def truncated_normal(shape: Shape, mean: float = 0.0, std: float = 1.0, low: float = -2.0, high: float = 2.0, *,
+                     dtype: torch.dtype = torch.float32, device=None,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """``N(mean, std^2)`` restricted to the ABSOLUTE interval ``[low, high]``, by rejection.
+
+    When the interval holds much of the mass (> 30%), normal draws outside it are redrawn; otherwise
+    uniform proposals on the interval are accepted with probability ``pdf / pdf(mode)``. This is the
+    scheme (and the draw order) of ``torch.nn.init.trunc_normal_`` in torch >= 2.12, so the two agree
+    bit for bit in float32. No erfinv is involved, so it stays unbiased in any precision.
+    """
+    out = _empty(shape, dtype, device, generator)
+    if out.numel() == 0:
+        return out
+    lo = out.new_tensor(low, device="cpu").item()
+    hi = out.new_tensor(high, device="cpu").item()
+    mass = _norm_cdf((high - mean) / std) - _norm_cdf((low - mean) / std)
+    if mass > 0.3:
+        result = out.normal_(mean, std, generator=generator)
+        while True:
+            outside = (result < lo) | (result > hi)
+            if not outside.any():
+                return result
+            redraw = torch.empty_like(result).normal_(mean, std, generator=generator)
+            result = torch.where(outside, redraw, result)
+    peak = max(low, min(mean, high))
+    log_peak = -0.5 * ((peak - mean) / std) ** 2
+    result = out.uniform_(low, high, generator=generator)
+    proposal = result.clone()
+    accept = torch.empty_like(result)
+
+    def log_density(x: torch.Tensor) -> torch.Tensor:  # in place, relative to the peak
+        return x.sub_(mean).div_(std).pow_(2).mul_(-0.5).sub_(log_peak)
+
+    pending = accept.uniform_(generator=generator).log_().gt(log_density(proposal))
+    while pending.any():
+        proposal.uniform_(low, high, generator=generator)
+        result = torch.where(pending, proposal, result)
+        rejected = accept.uniform_(generator=generator).log_().gt(log_density(proposal))
+        pending = torch.where(pending, rejected, pending)
+    return result
+
+
+def randperm(n: int, *, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random permutation of ``range(n)``."""
+    if generator is not None:
+        device = generator.device
+    return torch.randperm(n, generator=generator, device=device)
+
+
+def random_subsets(rows: int, size: int, count: int, *, device=None,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """``count`` independent random subsets of ``size`` indices out of ``range(rows)``, as a bool mask
+    of shape ``(count, rows)`` (the ranks of one uniform draw per entry: one call, no Python loop)."""
+    keys = uniform((count, rows), device=device, generator=generator)
+    ranks = keys.argsort(dim=1).argsort(dim=1)
+    return ranks < size
+
+
+def generator_from(rng: int | np.random.Generator | torch.Generator | None,
+                   device=None) -> torch.Generator | None:
+    """A ``torch.Generator`` from a seed, a numpy Generator (one 63-bit draw from it) or a Generator."""
+    if rng is None or isinstance(rng, torch.Generator):
+        return rng
+    if isinstance(rng, np.random.Generator):
+        seed = int(rng.integers(0, 2**63 - 1))
+    elif isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        seed = int(rng)
+    else:
+        raise TypeError(f"rng must be None, an int seed, a numpy Generator or a torch.Generator; got {type(rng).__name__}")
+    return torch.Generator(device=device or "cpu").manual_seed(seed)
