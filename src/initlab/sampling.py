@@ -113,5 +113,6 @@ def generator_from(rng: int | np.random.Generator | torch.Generator | None,
     elif isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
         seed = int(rng)
     else:
-        raise TypeError(f"rng must be None, an int seed, a numpy Generator or a torch.Generator; got {type(rng).__name__}")
+        raise TypeError(f"rng must be None, an int seed, a numpy Generator or a torch.Generator; "
+                        f"got {type(rng).__name__}")
     return torch.Generator(device=device or "cpu").manual_seed(seed)

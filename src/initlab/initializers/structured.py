@@ -177,7 +177,8 @@ class Sparse(Initializer):
       ``ceil(sparsity * out)`` entries are zero.
 
     The masks come from the same generator as the values (torch's ``sparse_`` ignores its generator for the
-    mask). ``layout`` says where the units are: ``"torch"`` ``(out, in)``, ``"lasagne_dense"``/``"keras"`` ``(in, out)``.
+    mask). ``layout`` says where the units are: ``"torch"`` ``(out, in)``; ``"lasagne_dense"``/``"keras"``
+    ``(in, out)``.
     """
 
     name = "sparse"
