@@ -82,7 +82,7 @@ def _axes(value: int | Sequence[int], ndim: int, name: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _check_positive_int(value: Any, name: str) -> int:
+def check_positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int; got {value!r}")
     return value
@@ -110,8 +110,8 @@ def fans(
     dims = shape_of(shape)
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
-    groups = _check_positive_int(groups, "groups")
-    chunks = _check_positive_int(chunks, "chunks")
+    groups = check_positive_int(groups, "groups")
+    chunks = check_positive_int(chunks, "chunks")
     ndim = len(dims)
 
     if in_axis is not None or out_axis is not None:

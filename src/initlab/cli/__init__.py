@@ -20,6 +20,8 @@ EPILOG = """examples:
   initlab probe --model mlp --depth 5 --width 100 --init "normal(std=0.1)" --out out/
   initlab theory tanh --sigma-w2 1.0 --depth 50
   initlab experiment activations
+
+every command has --help with an example.
 """
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from initlab import sampling
-from initlab.shapes import LAYOUTS, Fans, fans, shape_of
+from initlab.shapes import LAYOUTS, Fans, check_positive_int, fans, shape_of
 
 _NO_DEFAULT = inspect.Parameter.empty
 
@@ -179,7 +179,8 @@ class FanBased(Initializer):
     def _set_fan_options(self, layout: str, groups: int, chunks: int, in_axis: Any, out_axis: Any,
                          torch_compatible: bool) -> None:
         check_choice(layout, "layout", LAYOUTS)
-        fans((1, 1), layout, groups=groups, chunks=chunks)  # validates groups and chunks
+        check_positive_int(groups, "groups")
+        check_positive_int(chunks, "chunks")
         self._fan_options = dict(layout=layout, groups=groups, chunks=chunks, in_axis=in_axis,
                                  out_axis=out_axis, torch_compatible=bool(torch_compatible))
 

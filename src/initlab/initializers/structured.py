@@ -10,7 +10,7 @@ import torch
 from initlab import sampling
 from initlab.gains import resolve_gain
 from initlab.initializers.base import Initializer, check_choice, check_number
-from initlab.shapes import fans
+from initlab.shapes import check_positive_int, fans
 
 _UNIT_AXIS = {"torch": "first", "torch_transposed": "first", "lasagne_dense": "first", "keras": "last",
               "jax": "last", "c01b": "last"}
@@ -130,9 +130,7 @@ class Identity(Initializer):
 
     def __init__(self, gain: float = 1.0, groups: int = 1) -> None:
         self.gain = check_number(gain, "gain", minimum=None)
-        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-            raise ValueError(f"groups must be a positive int; got {groups!r}")
-        self.groups = groups
+        self.groups = check_positive_int(groups, "groups")
         self._record(gain=gain, groups=groups)
         self._freeze()
 

@@ -66,10 +66,15 @@ class VarianceScaling(FanBased):
         return self.scale == 0.0
 
     def std_for(self, shape: Any) -> float:
-        """``sqrt(scale) / sqrt(n)``: written so that ``gain / sqrt(fan)`` comes out exactly as torch's."""
-        n = self.fans_of(shape).for_mode(self.mode)
+        """``sqrt(scale / n)``, evaluated in the order torch uses (``gain / sqrt(fan)`` for He,
+        ``gain * sqrt(2 / (fan_in + fan_out))`` for Glorot; ``sqrt(gain^2) == gain`` exactly in IEEE
+        arithmetic), so the presets reproduce torch.nn.init bit for bit."""
+        f = self.fans_of(shape)
+        n = f.for_mode(self.mode)
         if n <= 0:
             raise ValueError(f"fan {self.mode} of shape {tuple(shape)} is 0: nothing to scale by")
+        if self.mode == "fan_avg":
+            return math.sqrt(self.scale) * math.sqrt(2.0 / float(f.fan_in + f.fan_out))
         return math.sqrt(self.scale) / math.sqrt(n)
 
     def expected_std(self, shape: Any) -> float:
