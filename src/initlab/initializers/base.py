@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from initlab import sampling
+from initlab.gains import resolve_gain
 from initlab.shapes import LAYOUTS, Fans, check_positive_int, fans, shape_of
 
 _NO_DEFAULT = inspect.Parameter.empty
@@ -61,6 +62,9 @@ class Initializer:
     # -- construction and identity -------------------------------------------------------------------
     def _record(self, **args: Any) -> None:
         if "_args" not in self.__dict__:  # the most derived class records first and wins
+            gain = args.get("gain")
+            if gain is not None and not isinstance(gain, (str, int, float)):  # a module or function
+                args["gain"] = resolve_gain(gain)  # recorded as its number, so repr/config round-trip
             object.__setattr__(self, "_args", dict(args))
 
     def __setattr__(self, key: str, value: Any) -> None:
@@ -98,8 +102,8 @@ class Initializer:
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and self.to_config() == other.to_config()  # type: ignore[union-attr]
 
-    def __hash__(self) -> int:
-        return hash(repr(self))
+    def __hash__(self) -> int:  # equal objects (Normal(2) == Normal(2.0)) must hash equal
+        return hash((type(self), self.name))
 
     # -- properties that tools (init_model, reports) read --------------------------------------------
     @property
@@ -157,18 +161,27 @@ class Initializer:
     def array(self, shape: Any, *, rng: int | np.random.Generator | None = None,
               dtype: Any = np.float32) -> np.ndarray:
         """A numpy array of ``shape`` (for any framework). ``rng``: a seed or a numpy Generator."""
+        return self._array(shape, sampling.generator_from(rng), dtype)
+
+    def _array(self, shape: Any, generator: torch.Generator | None, dtype: Any) -> np.ndarray:
         np_dtype = np.dtype(dtype)
         if np_dtype.kind != "f":
             raise TypeError(f"dtype must be a floating-point numpy dtype; got {np_dtype}")
-        torch_dtype = torch.float64 if np_dtype == np.float64 else torch.float32
-        values = self.sample(shape, dtype=torch_dtype, generator=sampling.generator_from(rng))
+        # float16 goes through torch's float16 path so that bounds survive the cast (clamp_cast)
+        torch_dtype = {np.dtype(np.float64): torch.float64, np.dtype(np.float16): torch.float16}.get(
+            np_dtype, torch.float32)
+        values = self.sample(shape, dtype=torch_dtype, generator=generator)
         return values.numpy().astype(np_dtype, copy=False)
 
     def __call__(self, target: Any, *, generator: torch.Generator | None = None, rng: Any = None) -> Any:
+        if generator is None:
+            generator = sampling.generator_from(rng)
+        elif rng is not None:
+            raise ValueError("pass generator= or rng=, not both")
         if isinstance(target, torch.Tensor):
             return self.init_(target, generator=generator)
         if isinstance(target, np.ndarray):
-            target[...] = self.array(target.shape, rng=rng, dtype=target.dtype)
+            target[...] = self._array(target.shape, generator, target.dtype)
             return target
         return self.sample(target, generator=generator)
 
@@ -181,6 +194,8 @@ class FanBased(Initializer):
         check_choice(layout, "layout", LAYOUTS)
         check_positive_int(groups, "groups")
         check_positive_int(chunks, "chunks")
+        if (in_axis is None) != (out_axis is None):
+            raise ValueError("in_axis and out_axis must be given together")
         self._fan_options = dict(layout=layout, groups=groups, chunks=chunks, in_axis=in_axis,
                                  out_axis=out_axis, torch_compatible=bool(torch_compatible))
 

@@ -107,6 +107,8 @@ def _parse(spec: str) -> tuple[str, list[Any], dict[str, Any]]:
     if isinstance(node, ast.Name):
         return node.id, [], {}
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        if any(k.arg is None for k in node.keywords):
+            raise ValueError(f"initializer spec {spec!r}: **kwargs is not supported; write name(arg=value, ...)")
         try:
             args = [ast.literal_eval(a) for a in node.args]
             kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg is not None}

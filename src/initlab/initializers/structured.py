@@ -129,7 +129,8 @@ class Identity(Initializer):
     name = "identity"
 
     def __init__(self, gain: float = 1.0, groups: int = 1) -> None:
-        self.gain = check_number(gain, "gain", minimum=None)
+        self.gain = (check_number(gain, "gain", minimum=None)
+                     if isinstance(gain, (int, float)) and not isinstance(gain, bool) else resolve_gain(gain))
         self.groups = check_positive_int(groups, "groups")
         self._record(gain=gain, groups=groups)
         self._freeze()
@@ -183,8 +184,8 @@ class Sparse(Initializer):
 
     def __init__(self, sparsity: float = 0.1, std: float = 0.01, *, meaning: str = "nonzero_per_unit",
                  layout: str = "torch") -> None:
-        self.sparsity = check_number(sparsity, "sparsity")
-        if self.sparsity > 1:
+        self.sparsity = check_number(sparsity, "sparsity", minimum=None)
+        if not 0 <= self.sparsity <= 1:
             raise ValueError(f"sparsity must be in [0, 1]; got {sparsity!r}")
         self.std = check_number(std, "std")
         self.meaning = check_choice(meaning, "meaning", SPARSE_MEANINGS)

@@ -1,0 +1,290 @@
+"""Every bad input named in issue 2: the error type, a message naming the argument and the accepted values,
+and the user's tensor left exactly as it was."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import initlab
+from initlab import (
+    DeltaOrthogonal,
+    Glorot,
+    GlorotNormal,
+    He,
+    HeNormal,
+    HeUniform,
+    Identity,
+    LeCunNormal,
+    Normal,
+    Orthogonal,
+    Sparse,
+    TruncatedNormal,
+    Uniform,
+    VarianceScaling,
+)
+
+
+def assert_rejected(exc: type[Exception], match: str, fill, tensor: torch.Tensor) -> None:
+    """``fill(tensor)`` raises ``exc`` with a message matching ``match`` and leaves ``tensor`` untouched."""
+    before = tensor.clone()
+    version = tensor._version  # bumped by any in-place write, even one that writes the same values
+    with pytest.raises(exc, match=match):
+        fill(tensor)
+    assert tensor.dtype == before.dtype and tensor.shape == before.shape
+    assert torch.equal(tensor, before)
+    assert tensor._version == version
+
+
+def weight(shape=(8, 4, 3, 3), dtype=torch.float32) -> torch.Tensor:
+    return torch.arange(math.prod(shape), dtype=torch.float64).reshape(shape).to(dtype) / 7
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad constructor arguments: ValueError at construction, before the tensor is touched.
+# (factory, message) -- the message names the argument and the accepted values.
+
+CONSTRUCTION = [
+    # negative std or scale
+    (lambda: Normal(std=-1.0), r"std must be >= 0; got -1\.0"),
+    (lambda: TruncatedNormal(std=-0.1), r"std must be >= 0; got -0\.1"),
+    (lambda: Uniform(std=-2.0), r"std must be >= 0; got -2\.0"),
+    (lambda: Sparse(std=-0.01), r"std must be >= 0; got -0\.01"),
+    (lambda: VarianceScaling(scale=-1.0), r"scale must be >= 0; got -1\.0"),
+    (lambda: GlorotNormal(gain=-1.0), r"gain must be a non-negative finite number; got -1\.0"),
+    (lambda: Orthogonal(gain=-2.0), r"gain must be a non-negative finite number; got -2\.0"),
+    (lambda: Normal(std=math.nan), r"std must be finite; got nan"),
+    (lambda: VarianceScaling(scale=math.inf), r"scale must be finite; got inf"),
+    (lambda: Normal(std="0.1"), r"std must be a number; got '0\.1'"),
+    (lambda: Uniform(range=-1.0), r"range must be >= 0; got -1\.0"),
+    (lambda: Uniform(range=(1.0, 0.0)), r"range must satisfy low <= high; got \(1\.0, 0\.0\)"),
+    (lambda: Uniform(range=(1.0, 2.0, 3.0)), r"range must be a number r .* or a pair \(low, high\)"),
+    (lambda: TruncatedNormal(bounds=(2.0, -2.0)), r"bounds must satisfy low < high; got \(2\.0, -2\.0\)"),
+    (lambda: TruncatedNormal(bounds=3.0), r"bounds must be a pair \(low, high\); got 3\.0"),
+    # sparsity outside [0, 1]
+    (lambda: Sparse(sparsity=1.5), r"sparsity must be in \[0, 1\]; got 1\.5"),
+    (lambda: Sparse(sparsity=-0.1), r"sparsity must be (>= 0|in \[0, 1\]); got -0\.1"),
+    # unknown mode
+    (lambda: VarianceScaling(mode="fan_sum"),
+     r"mode must be one of 'fan_in', 'fan_out', 'fan_avg', 'fan_geo_avg'; got 'fan_sum'"),
+    (lambda: HeNormal(mode="in"), r"mode must be one of 'fan_in'.*got 'in'"),
+    (lambda: He(mode="fan_in_out"), r"mode must be one of 'fan_in'.*got 'fan_in_out'"),
+    # unknown distribution
+    (lambda: VarianceScaling(distribution="gaussian"),
+     r"distribution must be one of 'normal', 'truncated_normal', 'uniform'; got 'gaussian'"),
+    (lambda: Glorot(distribution="laplace"), r"distribution must be one of 'normal'.*got 'laplace'"),
+    (lambda: He(distribution="Normal"), r"distribution must be one of 'normal'.*got 'Normal'"),
+    # unknown layout
+    (lambda: VarianceScaling(layout="tf"),
+     r"layout must be one of 'torch', 'torch_transposed', 'keras', 'jax', 'lasagne_dense', 'c01b'; got 'tf'"),
+    (lambda: HeUniform(layout="nchw"), r"layout must be one of 'torch'.*'c01b'; got 'nchw'"),
+    (lambda: Orthogonal(layout="tf"), r"layout must be one of 'torch'.*got 'tf'"),
+    (lambda: DeltaOrthogonal(layout="c01b"), r"layout must be one of 'torch', 'keras', 'jax'; got 'c01b'"),
+    (lambda: Sparse(layout="c01b"), r"layout must be one of 'torch', 'lasagne_dense', 'keras', 'jax'; got 'c01b'"),
+    # unknown nonlinearity (a gain given by name)
+    (lambda: He(gain="rectifier"), r"nonlinearity must be one of .*relu.*tanh.*; got 'rectifier'"),
+    (lambda: Orthogonal(gain="foo"), r"nonlinearity must be one of .*relu.*; got 'foo'"),
+    (lambda: GlorotNormal(gain="hardswish"), r"nonlinearity 'hardswish' has no rule='torch' gain; accepted names"),
+    # other choices and fan options
+    (lambda: Sparse(meaning="dense"), r"meaning must be one of 'nonzero_per_unit', 'zero_per_column'; got 'dense'"),
+    (lambda: DeltaOrthogonal(center="middle"), r"center must be one of 'torch', 'jax'; got 'middle'"),
+    (lambda: HeNormal(groups=0), r"groups must be a positive int; got 0"),
+    (lambda: LeCunNormal(chunks=-3), r"chunks must be a positive int; got -3"),
+    (lambda: Identity(groups=0), r"groups must be a positive int; got 0"),
+    (lambda: VarianceScaling(in_axis=0), r"in_axis and out_axis must be given together"),
+]
+
+
+@pytest.mark.parametrize("factory,match", CONSTRUCTION, ids=[m[:40] for _, m in CONSTRUCTION])
+def test_bad_constructor_argument(factory, match):
+    with pytest.raises(ValueError, match=match):
+        factory()  # raises at construction, not later when a shape comes
+    w = weight()
+    assert_rejected(ValueError, match, lambda t: factory().init_(t), w)
+
+
+def test_unexpected_fan_option_is_a_type_error():
+    with pytest.raises(TypeError, match=r"HeNormal got unexpected argument\(s\) \['foo'\]; fan options are"):
+        HeNormal(foo=1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Shapes an initializer cannot fill: ValueError at init_, tensor unchanged
+
+FAN_BASED = ["variance_scaling", "glorot", "glorot_normal", "glorot_uniform", "glorot_uniform_sigmoid", "he",
+             "he_normal", "he_uniform", "lecun_normal", "lecun_uniform", "fan_in_uniform"]
+
+
+@pytest.mark.parametrize("name", FAN_BASED)
+@pytest.mark.parametrize("shape", [(5,), ()])
+def test_too_few_dims_for_fans(name, shape):
+    w = weight(shape)
+    assert_rejected(ValueError, r"fans need a weight of at least 2 dims under layout 'torch'; got shape",
+                    initlab.get(name).init_, w)
+
+
+@pytest.mark.parametrize("layout", ["torch_transposed", "lasagne_dense", "c01b"])
+def test_too_few_dims_for_fans_other_layouts(layout):
+    assert_rejected(ValueError, f"at least 2 dims under layout '{layout}'", HeNormal(layout=layout).init_,
+                    weight((5,)))
+
+
+def test_c01b_needs_four_dims():
+    assert_rejected(ValueError, r"layout 'c01b' needs a 4-dim weight \(in, k0, k1, out\); got shape \(8, 3, 16\)",
+                    GlorotNormal(layout="c01b").init_, weight((8, 3, 16)))
+
+
+def test_groups_must_divide_the_output_dim():
+    assert_rejected(ValueError, r"groups=3 does not divide the output dimension 8", HeNormal(groups=3).init_,
+                    weight((8, 4, 3, 3)))
+    assert_rejected(ValueError, r"chunks=5 does not divide the output dimension 24", GlorotNormal(chunks=5).init_,
+                    weight((24, 8)))
+
+
+def test_axes_out_of_range():
+    assert_rejected(ValueError, r"out_axis=3 is out of range for a weight of 3 dims",
+                    VarianceScaling(in_axis=0, out_axis=3).init_, weight((3, 4, 5)))
+
+
+@pytest.mark.parametrize("shape", [(5,), ()])
+def test_orthogonal_needs_two_dims(shape):
+    assert_rejected(ValueError, r"Orthogonal needs a weight of at least 2 dims", Orthogonal().init_, weight(shape))
+
+
+def test_delta_orthogonal_needs_out_at_least_in():
+    conv = nn.Conv2d(8, 4, 3)  # weight (4, 8, 3, 3): 4 outputs < 8 inputs
+    assert_rejected(ValueError, r"DeltaOrthogonal needs out_channels >= in_channels; got shape \(4, 8, 3, 3\) "
+                    r"\(4 < 8\)", DeltaOrthogonal().init_, conv.weight)
+    assert_rejected(ValueError, r"out_channels >= in_channels", DeltaOrthogonal(layout="keras").init_,
+                    weight((3, 3, 8, 4)))
+
+
+@pytest.mark.parametrize("shape", [(8, 4), (8, 4, 3, 3, 3, 3)])
+def test_delta_orthogonal_needs_a_conv_kernel(shape):
+    assert_rejected(ValueError, r"DeltaOrthogonal needs a 3-, 4- or 5-dim conv kernel", DeltaOrthogonal().init_,
+                    weight(shape))
+
+
+def test_identity_shapes():
+    assert_rejected(ValueError, r"Identity needs a 2-dim \(eye\) or 3-, 4-, 5-dim \(Dirac\) weight",
+                    Identity().init_, weight((5,)))
+    assert_rejected(ValueError, r"groups=3 does not divide the output dimension", Identity(groups=3).init_,
+                    weight((8, 4, 3, 3)))
+    assert_rejected(ValueError, r"groups applies to conv kernels \(3-5 dims\) only", Identity(groups=2).init_,
+                    weight((8, 4)))
+
+
+def test_sparse_needs_two_dims():
+    assert_rejected(ValueError, r"Sparse needs a 2-dim weight; got shape \(3, 4, 5\)", Sparse().init_,
+                    weight((3, 4, 5)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Integer, bool and complex tensors: TypeError, for every initializer of the registry
+
+def _shape_for(ini) -> tuple[int, ...]:
+    return (8, 4, 3, 3) if isinstance(ini, DeltaOrthogonal) else (8, 4)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.bool, torch.complex64])
+@pytest.mark.parametrize("name", initlab.available())
+def test_non_float_tensors(name, dtype):
+    ini = initlab.get(name)
+    w = torch.ones(_shape_for(ini), dtype=dtype)
+    assert_rejected(TypeError, rf"initlab initializers fill floating-point tensors \(float16, bfloat16, float32, "
+                    rf"float64\); got {dtype}", ini.init_, w)
+    assert_rejected(TypeError, "floating-point", ini, w)  # __call__ on a tensor
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.bool])
+def test_sample_with_a_non_float_dtype(dtype):
+    with pytest.raises(TypeError, match=f"floating-point tensors .*got {dtype}"):
+        HeNormal().sample((8, 4), dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.bool_, np.complex64])
+def test_array_with_a_non_float_dtype(dtype):
+    with pytest.raises(TypeError, match="dtype must be a floating-point numpy dtype"):
+        HeNormal().array((8, 4), dtype=dtype)
+    a = np.ones((8, 4), dtype=dtype)
+    before = a.copy()
+    with pytest.raises(TypeError, match="dtype must be a floating-point numpy dtype"):
+        HeNormal()(a)
+    assert np.array_equal(a, before)
+
+
+def test_init_needs_a_tensor():
+    a = np.ones((8, 4), dtype=np.float32)
+    with pytest.raises(TypeError, match="tensor must be a torch.Tensor; got ndarray"):
+        HeNormal().init_(a)
+    assert np.array_equal(a, np.ones((8, 4), dtype=np.float32))
+
+
+def test_half_tensor_and_parameter_unchanged_on_error():
+    assert_rejected(ValueError, "at least 2 dims", HeNormal().init_, weight((6,), torch.bfloat16))
+    p = nn.Parameter(weight((4, 8, 3, 3)))
+    assert_rejected(ValueError, "out_channels >= in_channels", DeltaOrthogonal().init_, p)
+    assert p.requires_grad
+
+
+# --------------------------------------------------------------------------------------------------
+# initlab.get: bad spec strings, unknown names, bad configs
+
+@pytest.mark.parametrize("spec,match", [
+    ("normal(std=", r"cannot parse initializer spec 'normal\(std=': .*never closed"),
+    ("", r"cannot parse initializer spec ''"),
+    ("normal(std=x)", r"initializer spec 'normal\(std=x\)': arguments must be literals"),
+    ("normal(*[1])", r"arguments must be literals"),
+    ("normal.std", r"initializer spec must look like 'name' or 'name\(arg=value, \.\.\.\)'; got 'normal.std'"),
+    ("1 + 2", r"must look like 'name' or 'name\(arg=value, \.\.\.\)'"),
+    ("normal(std=0.01)(1)", r"must look like 'name'"),
+    ("normal(foo=1)", r"initializer spec 'normal\(foo=1\)': .*unexpected keyword argument 'foo'; "
+                      r"Normal accepts: std, mean"),
+    ("normal(0.1, 0.0, 3)", r"Normal accepts: std, mean"),
+    ("normal(std=-1)", r"std must be >= 0; got -1"),
+    ("orthogonal(gain='foo')", r"nonlinearity must be one of .*got 'foo'"),
+    ("normal(**{'std': 5})", r"(arguments must be literals|must look like|\*\*)"),
+])
+def test_bad_spec_strings(spec, match):
+    with pytest.raises(ValueError, match=match):
+        initlab.get(spec)
+
+
+@pytest.mark.parametrize("name", ["foo", "he_normall", "kaimin", "Glorot_Uniformm"])
+def test_unknown_initializer_name(name):
+    with pytest.raises(ValueError, match=rf"unknown initializer '{name}'; available: constant, .*he_normal.*"
+                                         r"\(aliases: .*xavier_uniform"):
+        initlab.get(name)
+    with pytest.raises(ValueError, match=rf"unknown initializer '{name}'"):
+        initlab.get({"name": name})
+
+
+def test_bad_configs():
+    with pytest.raises(ValueError, match=r"an initializer config needs a 'name' key; got keys \['std'\]"):
+        initlab.get({"std": 0.1})
+    with pytest.raises(ValueError, match=r"std must be >= 0"):
+        initlab.get({"name": "normal", "std": -1})
+    with pytest.raises(ValueError, match=r"unexpected keyword argument 'foo'; Normal accepts: std, mean"):
+        initlab.get({"name": "normal", "foo": 1})
+
+
+@pytest.mark.parametrize("spec", [3, None, 0.1, nn.Linear, ["normal"]])
+def test_spec_of_the_wrong_type(spec):
+    with pytest.raises(TypeError, match=r"an initializer spec must be a name, a 'name\(args\)' string, a config "
+                                        r"dict or an Initializer; got"):
+        initlab.get(spec)
+
+
+def test_replace_validates():
+    x = Normal(0.1)
+    with pytest.raises(ValueError, match=r"Normal has no argument\(s\) \['foo'\]; accepted: \['mean', 'std'\]"):
+        x.replace(foo=1)
+    with pytest.raises(ValueError, match=r"std must be >= 0"):
+        x.replace(std=-1)
+    with pytest.raises(ValueError, match=r"layout must be one of"):
+        HeNormal().replace(layout="tf")
+    assert x == Normal(0.1)
