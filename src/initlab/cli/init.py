@@ -1,0 +1,99 @@
+"""``initlab init``: build a model from an importable factory, run ``init_model`` and print the report."""
+
+from __future__ import annotations
+
+import argparse
+
+ORDER = 30
+
+EPILOG = """examples:
+  initlab init mypkg.models:make_net
+  initlab init mypkg.models:resnet18 --input-shape 1,3,32,32 --residual zero_last --seed 0
+  initlab init mypkg.models:make_net --scheme "orthogonal(gain='relu')" --json
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "init", help="initialize a model from MODULE:FACTORY with init_model and print what was done",
+        description="Import FACTORY from MODULE (the current directory is importable), call it with no "
+                    "arguments to build an nn.Module (an nn.Module attribute is used as is), initialize it "
+                    "with initlab.init_model and print the report: one row per parameter with its "
+                    "initializer, fans and resulting std, the untouched parameters and the warnings.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", metavar="MODULE:FACTORY", help="e.g. mypkg.models:make_net")
+    p.add_argument("--scheme", default="auto", help="'auto' (default) or any initializer spec, e.g. he_normal")
+    p.add_argument("--input-shape", default=None,
+                   help="comma-separated shape of an example input, e.g. 1,3,32,32 (used when torch.fx "
+                        "cannot trace the model)")
+    p.add_argument("--residual", default=None, choices=["zero_last", "gpt2", "fixup"],
+                   help="residual-branch rule (default: none)")
+    p.add_argument("--output", default=None, help="spec for the last layer's weight, e.g. zeros")
+    p.add_argument("--bias", default="zeros", help="spec for biases (default zeros)")
+    p.add_argument("--seed", type=int, default=None, help="generator seed (default: a fresh one, printed)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    p.add_argument("--check", action="store_true",
+                   help="exit with status 1 when a parameter was left untouched (a CI check)")
+    p.set_defaults(func=run)
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(t) for t in text.replace("x", ",").split(",") if t.strip())
+    except ValueError:
+        raise ValueError(f"--input-shape must be comma-separated positive ints such as 1,3,32,32; got {text!r}") \
+            from None
+    if not dims or any(d < 1 for d in dims):
+        raise ValueError(f"--input-shape must be comma-separated positive ints such as 1,3,32,32; got {text!r}")
+    return dims
+
+
+def load_factory(target: str):
+    """``"pkg.mod:name"`` -> the model built by ``pkg.mod.name()`` (or the module attribute itself)."""
+    import importlib
+    import os
+    import sys
+
+    from torch import nn
+
+    if ":" not in target:
+        raise ValueError(f"expected MODULE:FACTORY, e.g. mypkg.models:make_net; got {target!r}")
+    mod_name, _, attr = target.partition(":")
+    if not mod_name or not attr:
+        raise ValueError(f"expected MODULE:FACTORY, e.g. mypkg.models:make_net; got {target!r}")
+    if os.getcwd() not in sys.path:  # like `python -m`, modules in the current directory are importable
+        sys.path.insert(0, os.getcwd())
+    module = importlib.import_module(mod_name)
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"module {mod_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    model = obj if isinstance(obj, nn.Module) else obj() if callable(obj) else obj
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{target} must be an nn.Module or a factory returning one; got {type(model).__name__}")
+    return model
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from initlab.model_init import IncompleteInitError, init_model
+
+    model = load_factory(args.target)
+    example = None
+    if args.input_shape:
+        shape = _parse_shape(args.input_shape)
+        example = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    report = init_model(model, args.scheme, example_inputs=example, seed=args.seed, residual=args.residual,
+                        output=args.output, bias=args.bias)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
+    if args.check:
+        try:
+            report.assert_complete()
+        except IncompleteInitError as exc:
+            print(f"initlab init: {exc}")
+            return 1
+    return 0

@@ -1,0 +1,851 @@
+"""Tracing a PyTorch model into its parametrized layers, the activations around them and its residual branches.
+
+This module is the one place initlab answers "which layer comes next and what activation follows it";
+``init_model``, ``lsuv``, ``theory`` and ``probe`` all read the same :class:`Graph`.
+
+Contract
+========
+``initlab.trace(model, example_inputs=None) -> Graph``
+
+How it traces (``Graph.method``; ``Graph.fallback_reason`` says why the first choice was not used):
+
+1. ``"fx"``: ``torch.fx`` symbolic tracing. Modules with direct parameters (Linear, Conv*, norms,
+   Embedding, RNN/LSTM/GRU, MultiheadAttention, any custom module with its own parameters and no
+   children), activation modules and childless modules are leaves; everything else is traced through,
+   so functional activations (``F.relu``, ``torch.tanh``, ``x.sigmoid()``, ``F.gelu`` ...) and ``+`` are
+   seen. Needs no inputs.
+2. ``"hooks"``: when fx fails (data-dependent control flow, e.g. ``nn.TransformerEncoder``) and
+   ``example_inputs`` are given, one forward pass on them with forward hooks on the leaf modules and a
+   ``TorchFunctionMode`` that records every torch function called between them, so the dataflow
+   (functional activations, additions, residuals) is recovered as in fx mode. The pass runs in eval mode
+   with grad enabled (which disables torch's fused fast paths that would hide the sub-layers), under a
+   forked RNG, and restores the model's modes and buffers afterwards. A model on the meta device is
+   traced with the inputs moved to meta, so nothing is allocated.
+3. ``"modules"``: when fx fails and no ``example_inputs`` are given: the leaf modules in registration
+   order as a chain. Functional activations and residual branches are invisible in this mode
+   (``branches`` is empty); pass ``example_inputs`` to get them.
+
+Interface
+---------
+``Graph.layers: list[LayerNode]``: parametrized layers in FORWARD EXECUTION order (the first call of
+each; a module called twice appears once). ``graph.layer(name)`` looks one up by qualified module name.
+
+``LayerNode`` fields:
+
+* ``name``: qualified module name (``""`` for the root module itself); ``module``;
+* ``kind``: one of ``LAYER_KINDS`` = "linear", "conv", "conv_transpose", "norm", "embedding", "rnn",
+  "attention", "other";
+* ``index``: position in ``Graph.layers``;
+* ``act_in``: ``initlab.gains.Activation`` applied to this layer's input, or ``None`` when the layer is fed
+  directly by the graph input (the data). A layer fed by a normalization or by a residual sum gets the
+  linear activation. Pooling, dropout, reshapes and indexing are looked through;
+* ``act_out``: the Activation applied to its output (linear if none). Normalization layers are looked
+  through: for Linear -> BatchNorm -> ReLU, the Linear's ``act_out`` is ReLU and the next layer's
+  ``act_in`` is ReLU;
+* ``inputs``: names of the parametrized layers feeding it (nearest ones, through any non-layer ops);
+* ``branch``: id of the innermost residual branch it sits on, or ``None``; ``last_in_branch``: True when it
+  is the last layer of some branch;
+* ``op``: index into ``Graph.ops`` of its (first) call;
+* ``params``: qualified names of the parameters it owns (its direct parameters plus those of its
+  descendants that are not layers themselves, e.g. MultiheadAttention's ``out_proj``).
+
+Activations are recognised from modules (``nn.ReLU``, ``nn.LeakyReLU(0.2)``, ``nn.GELU`` ...), functions
+and tensor methods via :func:`initlab.gains.resolve_activation` / ``METHOD_NAMES``. A parameter-free
+module of unknown type that acts elementwise (checked on a small tensor) is a custom activation. When
+the path between two layers holds several elementwise operations (``x * torch.sigmoid(x)``, ``tanh(relu
+(x))``), the activation is their composition, named ``"custom:mul(x,sigmoid)"``-style, whose ``fn``
+replays those operations.
+
+``Graph.branches: list[Branch]`` with ``id``, ``layers`` (names, execution order), ``last`` (the layer
+closest to the addition), ``add`` (index of the ``add`` op) and ``shortcut`` (layers on the skip path: empty
+for an identity skip, e.g. ``[conv, bn]`` for a projection shortcut). Found from the dataflow, never from
+names: an ``add`` whose one input is an ancestor of the other makes the other path a branch; when
+neither is (projection shortcut), the path with more layers from their latest common ancestor is the
+branch and the other the shortcut.
+
+``Graph.ops: list[Op]``: every executed operation in order, with ``index``, ``name``, ``kind`` (one of
+``OP_KINDS`` = "input", "layer", "activation", "add", "mul", "norm", "pool", "dropout", "flatten",
+"reshape", "concat", "output", "other"), ``module`` (or None), ``target`` (module name, function or
+method name), ``inputs`` (indices of feeding ops), ``activation`` (an Activation for activation ops),
+``layer`` (name of the layer it calls, or None), ``params`` (qualified names of the parameters a function
+call uses directly, e.g. ``x + self.pos``; empty for module calls). Parametrized normalization calls have
+kind "norm" and PReLU calls kind "activation"; both also have ``layer`` set. In fx mode, parameter and buffer fetches
+are "other" ops without inputs; in hooks mode parameters are not ops. In modules mode ``ops`` is a chain
+of the leaf modules.
+
+Example
+-------
+>>> from torch import nn
+>>> g = trace(nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2)))
+>>> [(l.name, l.kind, str(l.act_in), str(l.act_out)) for l in g.layers]
+[('0', 'linear', 'None', 'relu'), ('1', 'norm', 'linear', 'relu'), ('3', 'linear', 'relu', 'linear')]
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils import _pytree as pytree
+
+from initlab.gains import METHOD_NAMES, Activation, is_activation, resolve_activation
+
+__all__ = ["trace", "Graph", "LayerNode", "Branch", "Op", "LAYER_KINDS", "OP_KINDS", "layer_kind", "canon_name"]
+
+LAYER_KINDS = ("linear", "conv", "conv_transpose", "norm", "embedding", "rnn", "attention", "other")
+OP_KINDS = ("input", "layer", "activation", "add", "mul", "norm", "pool", "dropout", "flatten", "reshape",
+            "concat", "output", "other")
+
+LINEAR = resolve_activation(None)
+
+_NORM_TYPES: tuple[type, ...] = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
+if hasattr(nn, "RMSNorm"):
+    _NORM_TYPES += (nn.RMSNorm,)
+_POOL_TYPES = (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd,
+               nn.modules.pooling._AdaptiveMaxPoolNd, nn.modules.pooling._LPPoolNd)
+_DROPOUT_TYPES = (nn.modules.dropout._DropoutNd,)
+_FLATTEN_TYPES = (nn.Flatten, nn.Unflatten)
+
+# canonical function/method names -> op kind (names are normalised by canon_name)
+_NAME_KINDS = {
+    "add": "add", "mul": "mul", "cat": "concat", "concat": "concat", "concatenate": "concat", "stack": "concat",
+    "flatten": "flatten", "unflatten": "flatten",
+    **{n: "reshape" for n in ("view", "reshape", "permute", "transpose", "contiguous", "squeeze", "unsqueeze", "t",
+                              "expand", "getitem", "movedim", "swapaxes", "chunk", "split", "narrow", "select",
+                              "view_as", "reshape_as", "expand_as", "repeat", "to", "float", "type_as")},
+    **{n: "dropout" for n in ("dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
+                              "feature_alpha_dropout", "feature_dropout")},
+    **{n: "norm" for n in ("layer_norm", "batch_norm", "group_norm", "instance_norm", "rms_norm", "normalize",
+                           "local_response_norm")},
+}
+# elementwise arithmetic and maths that may form part of an activation (e.g. x * sigmoid(x))
+_ELEMENTWISE = {"add", "sub", "mul", "truediv", "div", "neg", "pow", "exp", "log", "erf", "erfc", "sqrt", "rsqrt",
+                "clamp", "clip", "square", "reciprocal", "sign", "log1p", "expm1", "cos", "tanh", "sigmoid", "relu",
+                "softplus", "maximum", "minimum"}
+_RENAMES = {"radd": "add", "iadd": "add", "rmul": "mul", "imul": "mul", "rsub": "sub", "isub": "sub",
+            "rtruediv": "truediv", "itruediv": "truediv", "div": "truediv", "rpow": "pow", "ipow": "pow",
+            "clamp_min": "clamp", "clamp_max": "clamp"}
+
+
+def layer_kind(module: nn.Module) -> str:
+    """The ``LayerNode.kind`` of a module (one of ``LAYER_KINDS``)."""
+    if isinstance(module, nn.MultiheadAttention):
+        return "attention"
+    if isinstance(module, (nn.RNNBase, nn.RNNCellBase)):
+        return "rnn"
+    if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+        return "embedding"
+    if isinstance(module, nn.modules.conv._ConvTransposeNd):
+        return "conv_transpose"
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return "conv"
+    if isinstance(module, (nn.Linear, nn.Bilinear)):
+        return "linear"
+    if isinstance(module, _NORM_TYPES):
+        return "norm"
+    return "other"
+
+
+# --------------------------------------------------------------------------------------------------
+# Public data structures
+
+
+@dataclass(eq=False)
+class Op:
+    """One executed operation (see the module docstring)."""
+
+    index: int
+    name: str
+    kind: str
+    module: nn.Module | None
+    target: Any
+    inputs: list[int]
+    activation: Activation | None = None
+    layer: str | None = None
+    # re-executes this op given {op index: value} for its data inputs (used to compose activations)
+    replay: Callable[[dict[int, Any]], Any] | None = field(default=None, repr=False)
+    constant: bool = field(default=False, repr=False)  # parameter/buffer fetch or tensor built from nothing
+    elementwise: bool = field(default=False, repr=False)
+    params: list[str] = field(default_factory=list)  # parameters used directly by a function call
+
+
+@dataclass(eq=False)
+class LayerNode:
+    """A parametrized layer (see the module docstring)."""
+
+    name: str
+    module: nn.Module
+    kind: str
+    index: int
+    act_in: Activation | None
+    act_out: Activation
+    inputs: list[str]
+    branch: int | None
+    last_in_branch: bool
+    op: int | None
+    params: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return (f"LayerNode({self.name!r}, {type(self.module).__name__}, kind={self.kind!r}, act_in={self.act_in}, "
+                f"act_out={self.act_out}, branch={self.branch}{', last' if self.last_in_branch else ''})")
+
+
+@dataclass(eq=False)
+class Branch:
+    """A residual branch ``x + f(x)``: the parametrized layers of ``f``."""
+
+    id: int
+    layers: list[str]
+    last: str
+    add: int | None = None
+    shortcut: list[str] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Graph:
+    """The traced model: ``layers``, ``ops``, ``branches``, ``method`` ("fx", "hooks" or "modules")."""
+
+    model: nn.Module
+    layers: list[LayerNode]
+    ops: list[Op]
+    branches: list[Branch]
+    method: str
+    fallback_reason: str | None = None
+
+    def layer(self, name: str) -> LayerNode:
+        """The layer with qualified module name ``name``."""
+        for node in self.layers:
+            if node.name == name:
+                return node
+        raise KeyError(f"no parametrized layer named {name!r}; layers: {[n.name for n in self.layers]}")
+
+    def __iter__(self) -> Iterator[LayerNode]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def table(self) -> str:
+        """A plain-text table of the layers (one row each)."""
+        rows = [("#", "layer", "type", "kind", "act_in", "act_out", "branch")]
+        for n in self.layers:
+            br = "" if n.branch is None else f"{n.branch}{' (last)' if n.last_in_branch else ''}"
+            rows.append((str(n.index), n.name or "<root>", type(n.module).__name__, n.kind,
+                         "data" if n.act_in is None else str(n.act_in), str(n.act_out), br))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        head = f"Graph traced by {self.method}: {len(self.layers)} layers, {len(self.branches)} residual branches"
+        if self.fallback_reason:
+            head += f"\n({self.fallback_reason})"
+        return head + "\n" + "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+# --------------------------------------------------------------------------------------------------
+# Classification helpers
+
+
+def canon_name(obj: Any) -> str:
+    """A function, method or name as a plain op name: ``operator.add``, ``Tensor.__radd__``, ``"add_"`` -> "add"."""
+    name = obj if isinstance(obj, str) else getattr(obj, "__name__", type(obj).__name__)
+    name = name.strip("_") if name.startswith("__") else name
+    if name.endswith("_") and not name.startswith("_"):
+        name = name[:-1]
+    return _RENAMES.get(name, name)
+
+
+def _is_tensor_method(func: Any) -> bool:
+    name = getattr(func, "__name__", None)
+    return isinstance(name, str) and getattr(torch.Tensor, name, None) is func
+
+
+def _act_param(args: tuple, kwargs: dict) -> Any:
+    for key in ("negative_slope", "alpha", "beta", "lambd", "approximate"):
+        if key in kwargs:
+            return kwargs[key]
+    if len(args) > 1 and isinstance(args[1], (int, float, str)) and not isinstance(args[1], bool):
+        return args[1]
+    return None
+
+
+def _function_activation(func: Any, args: tuple, kwargs: dict) -> Activation | None:
+    """The Activation of a functional call, or None if ``func`` is not an activation."""
+    if isinstance(func, str) or _is_tensor_method(func):
+        name = func if isinstance(func, str) else func.__name__
+        return resolve_activation(METHOD_NAMES[name]) if name in METHOD_NAMES else None
+    if not is_activation(func):
+        return None
+    try:
+        return resolve_activation(func, _act_param(args, kwargs))
+    except (ValueError, TypeError):
+        return resolve_activation(func)
+
+
+def _is_elementwise_module(module: nn.Module) -> bool:
+    """True when a parameter-free module maps each element on its own (a custom activation)."""
+    t = torch.linspace(-3.0, 3.0, 12).reshape(2, 6)
+    t2 = t.clone()
+    t2.view(-1)[1:] += 0.37
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            y, y2 = module(t.clone()), module(t2.clone())
+    except Exception:  # noqa: BLE001 - any failure means "not an elementwise map on plain tensors"
+        return False
+    if not (isinstance(y, torch.Tensor) and isinstance(y2, torch.Tensor)) or y.shape != t.shape:
+        return False
+    # element 0 is the same in both inputs: an elementwise map gives the same output there
+    return bool(torch.allclose(y.view(-1)[0], y2.view(-1)[0])) and not torch.allclose(y, y2)
+
+
+def _module_op_kind(module: nn.Module) -> tuple[str, Activation | None]:
+    if is_activation(module):
+        act = resolve_activation(module)
+        return ("other", None) if act.is_linear else ("activation", act)
+    if isinstance(module, _NORM_TYPES):
+        return "norm", None
+    if isinstance(module, _DROPOUT_TYPES):
+        return "dropout", None
+    if isinstance(module, _POOL_TYPES):
+        return "pool", None
+    if isinstance(module, _FLATTEN_TYPES):
+        return "flatten", None
+    if _direct_params(module) or any(True for _ in module.children()):
+        return "layer", None
+    if _is_elementwise_module(module):
+        return "activation", resolve_activation(module)
+    return "other", None
+
+
+def _function_op_kind(func: Any, args: tuple, kwargs: dict) -> tuple[str, Activation | None, bool]:
+    """(kind, activation, elementwise) of a function / method call."""
+    act = _function_activation(func, args, kwargs)
+    if act is not None:
+        return "activation", act, True
+    if func is operator.getitem:
+        return "reshape", None, False
+    name = canon_name(func)
+    if "pool" in name:
+        return "pool", None, False
+    kind = _NAME_KINDS.get(name, "other")
+    return kind, None, name in _ELEMENTWISE
+
+
+def _direct_params(module: nn.Module) -> list[str]:
+    return [n for n, _ in module.named_parameters(recurse=False)]
+
+
+def _leaf_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """Top-level leaves: modules that are not traced into (no ancestor of theirs is a leaf).
+
+    A leaf is a childless module, an activation module, or a torch layer that owns parameters and
+    children which it does not call as modules (MultiheadAttention, RNNs). A custom module with its own
+    parameters AND children is traced through; its parameters are seen where they are used.
+    """
+    leaves: dict[str, nn.Module] = {}
+    for name, mod in model.named_modules():
+        if "" in leaves or any(name.startswith(p + ".") for p in leaves):
+            continue
+        childless = not any(True for _ in mod.children())
+        if childless or is_activation(mod) or isinstance(mod, (nn.RNNBase, nn.MultiheadAttention)):
+            leaves[name] = mod
+    return leaves
+
+
+# --------------------------------------------------------------------------------------------------
+# Building ops (shared by the three methods)
+
+
+class _Builder:
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.ops: list[Op] = []
+        self.modules = dict(model.named_modules())
+        self.param_owner: dict[int, str] = {}
+        self.param_name: dict[int, str] = {}
+        for mname, mod in self.modules.items():
+            for _, p in mod.named_parameters(recurse=False):
+                self.param_owner.setdefault(id(p), mname)
+        for pname, p in model.named_parameters():
+            self.param_name[id(p)] = pname
+        self.layer_modules: dict[str, nn.Module] = {}  # name -> module, first-call order
+
+    def add(self, name: str, kind: str, module: nn.Module | None, target: Any, inputs: list[int], *,
+            activation: Activation | None = None, layer: str | None = None, replay: Any = None,
+            constant: bool = False, elementwise: bool = False, params: list[Any] = ()) -> int:
+        op = Op(len(self.ops), name, kind, module, target, list(dict.fromkeys(inputs)), activation, layer, replay,
+                constant, elementwise or kind == "activation",
+                [self.param_name[id(p)] for p in params if id(p) in self.param_name])
+        if layer is not None and layer not in self.layer_modules:
+            self.layer_modules[layer] = self.modules[layer]
+        self.ops.append(op)
+        return op.index
+
+    def module_op(self, name: str, module: nn.Module, inputs: list[int]) -> int:
+        kind, act = _module_op_kind(module)
+        has_params = any(True for _ in module.parameters())
+        if kind == "layer" and not has_params:
+            kind = "other"
+
+        def replay(env: dict[int, Any], _m=module, _ins=tuple(inputs)) -> Any:
+            return _m(env[_ins[0]].clone())
+
+        return self.add(name, kind, module, name, inputs, activation=act, layer=name if has_params else None,
+                        replay=replay if kind == "activation" and inputs else None)
+
+    def param_layer(self, params: list[Any]) -> str | None:
+        for p in params:
+            owner = self.param_owner.get(id(p))
+            if owner is not None:
+                return owner
+        return None
+
+
+# ---- fx
+
+
+class _LeafTracer(torch.fx.Tracer):
+    def __init__(self, leaves: set[int]):
+        super().__init__()
+        self._leaves = leaves
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return id(m) in self._leaves
+
+
+def _fetch_attr(model: nn.Module, target: str) -> Any:
+    obj: Any = model
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _build_fx(model: nn.Module) -> _Builder:
+    leaves = _leaf_modules(model)
+    tracer = _LeafTracer({id(m) for n, m in leaves.items() if n})
+    fx_graph = tracer.trace(model)
+    b = _Builder(model)
+    index: dict[torch.fx.Node, int] = {}
+    consts: dict[torch.fx.Node, Any] = {}
+    for node in fx_graph.nodes:
+        ins = [index[n] for n in node.all_input_nodes if n in index]
+        if node.op == "placeholder":
+            index[node] = b.add(node.name, "input", None, node.target, [])
+        elif node.op == "output":
+            index[node] = b.add("output", "output", None, "output", ins)
+        elif node.op == "get_attr":
+            value = _fetch_attr(model, node.target)
+            consts[node] = value
+            index[node] = b.add(node.name, "other", None, node.target, [], constant=True)
+        elif node.op == "call_module":
+            index[node] = b.module_op(node.target, b.modules[node.target], ins)
+        else:  # call_function / call_method
+            target = node.target
+            args = tuple(a for a in node.args)
+            kind, act, elementwise = _function_op_kind(target, args, dict(node.kwargs))
+            params = [consts[n] for n in node.all_input_nodes if isinstance(consts.get(n), nn.Parameter)]
+            layer = b.param_layer(params)
+            if layer is not None and kind not in ("activation", "norm"):
+                kind = "layer"
+            replay = _fx_replay(node, index, consts) if elementwise else None
+            name = target if isinstance(target, str) else canon_name(target)
+            index[node] = b.add(node.name, kind, None, name if node.op == "call_method" else target, ins,
+                                activation=act, layer=layer, replay=replay, elementwise=elementwise, params=params)
+    return b
+
+
+def _fx_replay(node: torch.fx.Node, index: dict, consts: dict) -> Callable[[dict[int, Any]], Any]:
+    def run(env: dict[int, Any]) -> Any:
+        def value(n: torch.fx.Node) -> Any:
+            if n in consts:
+                return consts[n]
+            v = env[index[n]]
+            return v.clone() if isinstance(v, torch.Tensor) else v
+
+        args = torch.fx.node.map_arg(node.args, value)
+        kwargs = torch.fx.node.map_arg(node.kwargs, value)
+        if node.op == "call_method":
+            return getattr(args[0], node.target)(*args[1:], **kwargs)
+        return node.target(*args, **kwargs)
+
+    return run
+
+
+# ---- hooks (runtime dataflow)
+
+
+class _Ref:
+    __slots__ = ("index",)
+
+    def __init__(self, index: int):
+        self.index = index
+
+
+class _Recorder(torch.overrides.TorchFunctionMode):
+    def __init__(self, rt: _Runtime):
+        super().__init__()
+        self.rt = rt
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.rt.depth == 0:
+            self.rt.record_function(func, args, kwargs, out)
+        return out
+
+
+class _Runtime:
+    def __init__(self, b: _Builder):
+        self.b = b
+        self.depth = 0
+        self.producer: dict[int, int] = {}
+        self.alive: list[torch.Tensor] = []  # keeps ids unique while tracing
+        self.counts: dict[str, int] = {}
+
+    def refs(self, tree: Any) -> list[int]:
+        return [self.producer[id(t)] for t in pytree.tree_leaves(tree)
+                if isinstance(t, torch.Tensor) and id(t) in self.producer]
+
+    def produce(self, out: Any, op: int) -> None:
+        for t in pytree.tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                self.producer[id(t)] = op
+                self.alive.append(t)
+
+    def record_function(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+        if not any(isinstance(t, torch.Tensor) for t in pytree.tree_leaves(out)):
+            return
+        ins = self.refs((args, kwargs))
+        params = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, nn.Parameter)]
+        kind, act, elementwise = _function_op_kind(func, args, kwargs)
+        layer = self.b.param_layer(params)
+        if layer is not None and kind not in ("activation", "norm"):
+            kind = "layer"
+        base = canon_name(func)
+        n = self.counts.get(base, 0)
+        self.counts[base] = n + 1
+        replay = None
+        if elementwise:
+            tmpl = pytree.tree_map(lambda t: _Ref(self.producer[id(t)]) if isinstance(t, torch.Tensor)
+                                   and id(t) in self.producer else t, (args, kwargs))
+
+            def replay(env: dict[int, Any], _f=func, _tmpl=tmpl) -> Any:
+                a, k = pytree.tree_map(lambda x: env[x.index].clone() if isinstance(x, _Ref) else x, _tmpl,
+                                       is_leaf=lambda x: isinstance(x, _Ref))
+                return _f(*a, **k)
+
+        op = self.b.add(f"{base}_{n}" if n else base, kind, None, func, ins, activation=act, layer=layer,
+                        replay=replay, constant=not ins and layer is None, elementwise=elementwise, params=params)
+        self.produce(out, op)
+
+
+def _build_hooks(model: nn.Module, example_inputs: Any) -> _Builder:
+    b = _Builder(model)
+    rt = _Runtime(b)
+    leaves = _leaf_modules(model)
+    params = list(model.parameters())
+    on_meta = bool(params) and all(p.is_meta for p in params)
+    if isinstance(example_inputs, dict):
+        args, kwargs = (), dict(example_inputs)
+    elif isinstance(example_inputs, (tuple, list)):
+        args, kwargs = tuple(example_inputs), {}
+    else:
+        args, kwargs = (example_inputs,), {}
+    if on_meta:
+        args, kwargs = pytree.tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t, (args, kwargs))
+    for i, t in enumerate(pytree.tree_leaves((args, kwargs))):
+        if isinstance(t, torch.Tensor):
+            rt.produce(t, b.add(f"input_{i}" if i else "input", "input", None, "input", []))
+
+    def pre(mod, a, k):
+        rt.depth += 1
+
+    def post(mod, a, k, out):
+        if rt.depth == 1:  # classify while still "inside" so probing a custom module is not recorded
+            rt.produce(out, b.module_op(names[id(mod)], mod, rt.refs((a, k))))
+        rt.depth -= 1
+
+    names = {id(m): n for n, m in leaves.items()}
+    handles = []
+    for m in leaves.values():
+        handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
+        handles.append(m.register_forward_hook(post, with_kwargs=True))
+    training = {m: m.training for m in model.modules()}
+    buffers = {n: t.detach().clone() for n, t in model.named_buffers()}
+    try:
+        model.eval()
+        try:
+            with torch.random.fork_rng(devices=[]), torch.enable_grad(), _Recorder(rt):
+                out = model(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - report it as a problem with the inputs we were given
+            raise ValueError(f"example_inputs: the forward pass used to trace the model failed "
+                             f"({type(exc).__name__}: {exc})") from exc
+        b.add("output", "output", None, "output", rt.refs(out))
+    finally:
+        for h in handles:
+            h.remove()
+        for m, flag in training.items():
+            m.training = flag
+        with torch.no_grad():
+            for n, t in model.named_buffers():
+                if n in buffers and t.shape == buffers[n].shape:
+                    t.copy_(buffers[n])
+    return b
+
+
+# ---- modules (registration order)
+
+
+def _build_modules(model: nn.Module) -> _Builder:
+    b = _Builder(model)
+    prev = b.add("input", "input", None, "input", [])
+    for name, mod in _leaf_modules(model).items():
+        prev = b.module_op(name, mod, [prev])
+    b.add("output", "output", None, "output", [prev])
+    return b
+
+
+# --------------------------------------------------------------------------------------------------
+# Analysis: activations, feeders, residual branches
+
+
+def _analyse(b: _Builder, method: str, reason: str | None) -> Graph:
+    ops = b.ops
+    n = len(ops)
+    data_in = [[j for j in op.inputs if not ops[j].constant] for op in ops]
+    # a parametrized activation (PReLU) stays elementwise: the next layer's act_in is the PReLU
+    boundary = [op.kind in ("input", "output", "norm", "concat") or (op.layer is not None and op.kind != "activation")
+                for op in ops]
+    root = list(range(n))
+    for op in ops:
+        i = op.index
+        if boundary[i] or op.constant:
+            continue
+        roots = {root[j] for j in data_in[i]}
+        if len(roots) == 1:
+            root[i] = roots.pop()
+        elif not roots:
+            op.constant = True
+        else:
+            boundary[i] = True  # a merge: a sum/product of two different sources
+
+    comp_cache: dict[int, Activation] = {}
+
+    def composed(i: int) -> Activation:
+        """The activation mapping root[i]'s output to op i's output."""
+        if boundary[i]:
+            return LINEAR
+        if i in comp_cache:
+            return comp_cache[i]
+        r, members, stack = root[i], set(), [i]
+        while stack:
+            k = stack.pop()
+            if k in members or k == r or ops[k].constant:
+                continue
+            members.add(k)
+            stack.extend(data_in[k])
+        chain = sorted(k for k in members if ops[k].elementwise)
+        acts = [ops[k] for k in chain]
+        if not acts:
+            result = LINEAR
+        elif len(acts) == 1 and acts[0].activation is not None and len(data_in[acts[0].index]) == 1:
+            result = acts[0].activation
+        else:
+            result = _compose(ops, sorted(members), r, i, data_in)
+        comp_cache[i] = result
+        return result
+
+    layer_ops: dict[str, int] = {}
+    for op in ops:
+        if op.layer is not None and op.layer not in layer_ops:
+            layer_ops[op.layer] = op.index
+
+    consumers: list[list[int]] = [[] for _ in range(n)]
+    for op in ops:
+        for j in data_in[op.index]:
+            consumers[j].append(op.index)
+
+    def act_in(i: int) -> Activation | None:
+        ins = data_in[i]
+        if not ins:
+            return None
+        src = ins[0]
+        if boundary[src]:
+            return None if ops[src].kind == "input" else LINEAR
+        if ops[root[src]].kind == "input" and composed(src).is_linear:
+            return None
+        return composed(src)
+
+    rooted: dict[int, list[int]] = {}  # root -> the non-boundary ops computed from it, in order
+    for op in ops:
+        if not boundary[op.index] and not op.constant and root[op.index] != op.index:
+            rooted.setdefault(root[op.index], []).append(op.index)
+
+    def act_out(i: int, depth: int = 0) -> Activation:
+        chain = rooted.get(i, [])
+        for k in chain:
+            if any(boundary[c] for c in consumers[k]) or not consumers[k]:
+                act = composed(k)
+                if not act.is_linear:
+                    return act
+        if depth < 4:  # look through normalization layers fed directly (or through reshapes) by this op
+            for k in [i, *chain]:
+                if k != i and not composed(k).is_linear:
+                    continue
+                for c in consumers[k]:
+                    if ops[c].kind == "norm" and data_in[c] and data_in[c][0] == k:
+                        return act_out(c, depth + 1)
+        return LINEAR
+
+    feeders: list[list[str]] = []
+    for op in ops:
+        if op.layer is not None:
+            feeders.append([op.layer])
+        else:
+            feeders.append(list(dict.fromkeys(x for j in data_in[op.index] for x in feeders[j])))
+
+    # ancestors as bitsets over data edges
+    anc = [0] * n
+    for op in ops:
+        a = 0
+        for j in data_in[op.index]:
+            a |= anc[j] | (1 << j)
+        anc[op.index] = a
+
+    def layers_between(start: int | None, end: int) -> list[int]:
+        """Layer ops L (first calls) with start an ancestor of L and L an ancestor of (or equal to) end."""
+        out = []
+        for li in layer_ops.values():
+            if (start is None or (anc[li] >> start) & 1) and (li == end or (anc[end] >> li) & 1):
+                out.append(li)
+        return sorted(out)
+
+    branches: list[Branch] = []
+    for op in ops:
+        if op.kind != "add" or not boundary[op.index]:
+            continue
+        ins = data_in[op.index]
+        if len(ins) != 2:
+            continue
+        a, c = ins
+        shortcut: list[int] = []
+        if (anc[c] >> a) & 1:
+            body = layers_between(a, c)
+        elif (anc[a] >> c) & 1:
+            body = layers_between(c, a)
+        else:
+            common = anc[a] & anc[c]
+            if not common:
+                continue
+            start = common.bit_length() - 1
+            side_a, side_c = layers_between(start, a), layers_between(start, c)
+            if len(side_a) == len(side_c):
+                continue
+            body, shortcut = (side_a, side_c) if len(side_a) > len(side_c) else (side_c, side_a)
+        if not body:
+            continue
+        branches.append(Branch(len(branches), [ops[i].layer for i in body], ops[body[-1]].layer, op.index,
+                               [ops[i].layer for i in shortcut]))
+
+    nodes: list[LayerNode] = []
+    for idx, (name, i) in enumerate(layer_ops.items()):
+        module = b.layer_modules[name]
+        containing = [br for br in branches if name in br.layers]
+        inner = min(containing, key=lambda br: len(br.layers)).id if containing else None
+        nodes.append(LayerNode(
+            name=name, module=module, kind=layer_kind(module), index=idx, act_in=act_in(i), act_out=act_out(i),
+            inputs=list(dict.fromkeys(x for j in data_in[i] for x in feeders[j])), branch=inner,
+            last_in_branch=any(br.last == name for br in branches), op=i,
+        ))
+    _assign_params(nodes, ops)
+    return Graph(b.model, nodes, ops, branches, method, reason)
+
+
+def _compose(ops: list[Op], members: list[int], r: int, end: int, data_in: list[list[int]]) -> Activation:
+    """Replay the elementwise ops between root r and op end as one function; fall back to the activations."""
+    names = []
+    for k in members:
+        if ops[k].elementwise:
+            op = ops[k]
+            if op.activation is not None:
+                names.append(str(op.activation))
+            else:
+                args = ",".join("x" if j in members or j == r else "c" for j in data_in[k]) or "x"
+                names.append(f"{canon_name(op.target)}({args})")
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        env: dict[int, Any] = {r: x}
+        for k in members:
+            op = ops[k]
+            if op.elementwise:
+                if op.replay is None:
+                    raise RuntimeError(f"cannot replay {op.name}")
+                env[k] = op.replay(env)
+            else:  # shape-only or reduction ops are looked through
+                env[k] = env[data_in[k][0]]
+        return env[end]
+
+    try:
+        probe = torch.linspace(-2.0, 2.0, 9, dtype=torch.float64)
+        y = fn(probe)
+        if not isinstance(y, torch.Tensor) or y.shape != probe.shape:
+            raise RuntimeError("not elementwise")
+    except Exception:  # noqa: BLE001 - constants that do not broadcast, non-replayable ops
+        acts = [ops[k].activation for k in members if ops[k].activation is not None]
+        return acts[-1] if acts else LINEAR
+    return Activation("custom:" + "∘".join(reversed(names)), None, fn)
+
+
+def _assign_params(nodes: list[LayerNode], ops: list[Op]) -> None:
+    """A layer called as a module owns its whole subtree's parameters (minus those of layers inside it,
+    e.g. none for MultiheadAttention, whose out_proj is never called); a module traced through owns only
+    its direct parameters."""
+    layer_names = {nd.name for nd in nodes}
+    for nd in nodes:
+        prefix = f"{nd.name}." if nd.name else ""
+        if nd.op is None or ops[nd.op].module is None:
+            nd.params = [prefix + n for n, _ in nd.module.named_parameters(recurse=False)]
+            continue
+        owned = []
+        for pname, _ in nd.module.named_parameters():
+            parts = pname.split(".")[:-1]
+            sub = [prefix + ".".join(parts[:k]) for k in range(1, len(parts) + 1)]
+            if any(s in layer_names for s in sub):
+                continue
+            owned.append(prefix + pname)
+        nd.params = owned
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def trace(model: nn.Module, example_inputs: Any = None) -> Graph:
+    """Trace ``model`` into a :class:`Graph` (see the module docstring for the contract).
+
+    ``example_inputs``: a tensor, a tuple of positional inputs or a dict of keyword inputs; only used
+    when torch.fx cannot trace the model (one sample is enough). The model is left exactly as it was.
+
+    >>> from torch import nn
+    >>> g = trace(nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 1)))
+    >>> g.method, [str(l.act_in) for l in g.layers]
+    ('fx', ['None', 'tanh'])
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    try:
+        b = _build_fx(model)
+        return _analyse(b, "fx", None)
+    except Exception as exc:  # noqa: BLE001 - any fx failure sends us to the fallback
+        first = (str(exc).strip().splitlines() or [""])[0]
+        reason = f"torch.fx could not trace the model ({type(exc).__name__}: {first[:200]})"
+    if example_inputs is not None:
+        b = _build_hooks(model, example_inputs)
+        return _analyse(b, "hooks", reason)
+    b = _build_modules(model)
+    return _analyse(b, "modules", reason + "; no example_inputs were given, so the leaf modules are taken in "
+                    "registration order: functional activations and residual branches are not visible")

@@ -1,0 +1,825 @@
+"""``init_model``: initialize every parameter of a PyTorch model for the activations around it.
+
+``initlab.init_model(model, scheme="auto", ...)`` traces the model (:func:`initlab.trace`), decides an
+initializer from the catalogue for every parameter, draws all the new values, and only then assigns
+them; it returns an :class:`InitReport` saying exactly what happened to each parameter.
+
+``scheme="auto"`` (variance preserving, He et al. 2015 generalised to any activation)
+-------------------------------------------------------------------------------------
+* Linear / Conv weights: ``Var(w) = 1 / (fan_in * E[f(z)^2])``, ``z ~ N(0, 1)``, where ``f`` is the
+  activation applied to the layer's INPUT (``LayerNode.act_in``). With ``q`` the second moment of the
+  previous pre-activation, the next one is ``fan_in * Var(w) * E[f(sqrt(q) z)^2]``, which this choice
+  makes ``q`` again at ``q = 1``. The first layer (fed by standardized data) gets gain 1, a layer after a
+  ReLU gets sqrt(2) (He), after leaky_relu(a) sqrt(2/(1+a^2)), after SELU or nothing 1 (LeCun), and after
+  tanh, sigmoid, GELU or any custom function the quadrature gain ``initlab.gains.variance_gain``. It is
+  built as ``He(distribution="normal", gain=<that gain>, groups=..., chunks=...)``.
+  ConvTranspose weights ``(in, out/g, *k)``: ``He(mode="fan_out", layout="torch_transposed")``, whose
+  ``n = in/g * prod(k)`` is the number of inputs reaching an output for stride 1, with the gain times
+  ``sqrt(prod(stride))`` because a strided transposed conv reaches each output with ``1/prod(stride)`` of
+  its taps on average.
+* MultiheadAttention: the packed ``in_proj_weight`` ``(3E, E)`` uses ``chunks=3`` (three ``(E, E)``
+  weights; it matters for fan_out / fan_avg specs), ``out_proj`` gets gain 1.
+* RNN / LSTM / GRU (and cells): input weights ``GlorotUniform(chunks=<gates>)`` (each gate's block is
+  its own ``(H, in)`` weight), recurrent weights an ``Orthogonal()`` matrix per gate block (Saxe et al.
+  2013), biases zero except the LSTM forget gate, whose ``bias_ih`` slice is 1 (Jozefowicz et al. 2015).
+* Normalization layers: weight ones, bias zeros. PReLU: its constructed slope (``module.init``).
+* Embeddings (documented choice): ``Normal(std=1)``, as torch. An embedding is a lookup, not a sum, so it
+  has no fan-in; its rows are the input of the next layer and get the data convention (unit variance),
+  which is what "auto" assumes for the first layer. ``padding_idx`` rows are zero.
+* A parameter that a model adds to its activations itself (``x + self.pos``: a learned position
+  embedding) gets ``Normal(std=0.02)`` (BERT, GPT-2, ViT) if it has 2 or more dims, the bias spec otherwise.
+  Any other parameter of a module initlab does not know (``x * self.gamma``) is left untouched and listed
+  in ``InitReport.untouched`` with the reason: give it a rule.
+* Biases: ``bias`` (default ``"zeros"``).
+
+Any registry spec (``"he_normal"``, ``"orthogonal(gain='relu')"``, ``"glorot_uniform_sigmoid"``) may be
+given instead of ``"auto"``; it is applied to every weight (norms and biases as above), with ``layout``,
+``groups`` and ``chunks`` set for the layer unless the spec sets them.
+
+Overrides, in order of precedence: ``rules`` (``[(pattern, spec), ...]``: a glob over parameter names or
+an ``nn.Module`` class, first match wins) > ``output`` (the last weight layer's weight; ``"zeros"`` is allowed
+there, Bengio 2012) > ``residual`` > the scheme.
+
+``residual`` (branches come from the graph's dataflow, never from names):
+
+* ``"zero_last"``: the last layer of each residual branch starts at zero (SkipInit, De & Smith 2020;
+  timm ``zero_init_last`` zeroes the last BatchNorm's weight): the block starts as the identity.
+* ``"gpt2"``: that layer's std is divided by ``sqrt(L)``, ``L`` = number of residual branches, which is
+  GPT-2's ``1 / sqrt(2 * n_layer)`` (two branches per transformer block; Radford et al. 2019).
+* ``"fixup"`` (Zhang et al. 2019): the last weight layer of each branch and the classifier start at zero;
+  the other weight layers of a branch with ``m`` of them are scaled by ``L^(-1/(2m-2))``. Fixup's scalar
+  biases and multipliers are architecture, not initialization: add them to the model if you want them.
+
+Guarantees: hidden weights that would be identical across units (a constant) raise ``ValueError`` naming
+them unless ``allow_symmetric=True``; every value is drawn before any is assigned, and the assignment
+swaps values in with one parameter's worth of scratch memory, so on any failure the parameters are
+exactly as before. ``seed`` or ``generator`` make the result reproducible; with neither, a fresh
+generator is seeded from the OS and its seed is recorded in ``InitReport.seed`` (torch's global RNG is
+never used). A model built on the meta device is materialized with ``device=``: each parameter is
+allocated once, on that device, already holding its initial values (no ``to_empty`` copy first).
+
+>>> import torch
+>>> from torch import nn
+>>> net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+>>> report = init_model(net, seed=0)
+>>> [e.initializer for e in report.entries if e.name.endswith("weight")]
+['He(gain=1.0)', 'He(gain=1.4142135623730951)']
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from initlab.gains import Activation, expect, variance_gain
+from initlab.graph import LINEAR, Graph, LayerNode, canon_name, trace
+from initlab.initializers import GlorotUniform, He, Initializer, Normal, Ones, Orthogonal, Zeros, get
+from initlab.initializers.base import FanBased
+from initlab.shapes import Fans, fans
+
+__all__ = ["init_model", "InitReport", "InitEntry", "Untouched", "IncompleteInitError", "RESIDUAL_OPTIONS",
+           "length_map_slope"]
+
+RESIDUAL_OPTIONS = (None, "zero_last", "gpt2", "fixup")
+WEIGHT_KINDS = ("linear", "conv", "conv_transpose", "attention", "embedding", "rnn")
+# slope of the length map above which "auto" cannot hold every sample's variance (see _activation_warnings)
+SLOPE_TOLERANCE = 0.01
+
+
+class IncompleteInitError(AssertionError):
+    """Raised by :meth:`InitReport.assert_complete` when some parameter was left untouched."""
+
+
+# --------------------------------------------------------------------------------------------------
+# The report
+
+
+@dataclass
+class InitEntry:
+    """What init_model did to one parameter."""
+
+    name: str
+    shape: tuple[int, ...]
+    layer: str
+    layer_type: str
+    kind: str
+    role: str
+    act_in: str | None
+    act_out: str | None
+    initializer: str
+    fans: Fans | None
+    std: float | None
+    expected_std: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in ("name", "layer", "layer_type", "kind", "role", "act_in", "act_out",
+                                           "initializer", "std", "expected_std")}
+        d["shape"] = list(self.shape)
+        d["fans"] = None if self.fans is None else {"fan_in": self.fans.fan_in, "fan_out": self.fans.fan_out,
+                                                    "receptive_field": self.fans.receptive_field}
+        return d
+
+
+@dataclass
+class Untouched:
+    """A parameter init_model did not initialize, and why."""
+
+    name: str
+    shape: tuple[int, ...]
+    reason: str
+
+
+@dataclass
+class InitReport:
+    """The result of :func:`init_model`: one :class:`InitEntry` per initialized parameter.
+
+    ``untouched`` lists the others with the reason; ``warnings`` holds plain sentences (unstable length
+    maps, fallbacks); ``seed`` is the seed of the generator used when none was given; ``graph`` is the
+    traced :class:`initlab.graph.Graph`.
+    """
+
+    entries: list[InitEntry]
+    untouched: list[Untouched]
+    warnings: list[str]
+    scheme: str
+    residual: str | None
+    seed: int | None
+    graph: Graph | None = field(default=None, repr=False)
+
+    def __iter__(self) -> Iterator[InitEntry]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, name: str) -> InitEntry:
+        for e in self.entries:
+            if e.name == name:
+                return e
+        raise KeyError(f"no initialized parameter named {name!r}")
+
+    def table(self) -> str:
+        """A terminal-readable table: one row per parameter, then untouched parameters and warnings."""
+        rows = [("parameter", "shape", "layer type", "act in -> out", "initializer", "fan_in", "fan_out", "std")]
+        for e in self.entries:
+            acts = f"{e.act_in or 'data'} -> {e.act_out or '-'}" if e.role not in ("bias",) else ""
+            rows.append((e.name, "x".join(map(str, e.shape)) or "()", e.layer_type, acts, e.initializer,
+                         "" if e.fans is None else f"{e.fans.fan_in:g}",
+                         "" if e.fans is None else f"{e.fans.fan_out:g}",
+                         "" if e.std is None else f"{e.std:.4g}"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        method = f", traced by {self.graph.method}" if self.graph is not None else ""
+        head = (f"init_model: scheme={self.scheme!r}, residual={self.residual!r}, seed={self.seed}{method}; "
+                f"{len(self.entries)} parameters initialized, {len(self.untouched)} untouched")
+        out = [head, *lines]
+        if self.untouched:
+            out.append("untouched:")
+            out.extend(f"  {u.name} {tuple(u.shape)}: {u.reason}" for u in self.untouched)
+        if self.warnings:
+            out.append("warnings:")
+            out.extend(f"  - {w}" for w in self.warnings)
+        return "\n".join(out)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "scheme": self.scheme, "residual": self.residual, "seed": self.seed,
+            "method": None if self.graph is None else self.graph.method,
+            "entries": [e.to_dict() for e in self.entries],
+            "untouched": [{"name": u.name, "shape": list(u.shape), "reason": u.reason} for u in self.untouched],
+            "warnings": list(self.warnings),
+        }
+
+    def assert_complete(self) -> None:
+        """Raise :class:`IncompleteInitError` if any parameter was left untouched (a CI check)."""
+        if self.untouched:
+            listing = "; ".join(f"{u.name}: {u.reason}" for u in self.untouched)
+            raise IncompleteInitError(f"{len(self.untouched)} parameter(s) not initialized: {listing}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Planning
+
+
+@dataclass
+class _Plan:
+    name: str
+    param: nn.Parameter
+    node: LayerNode
+    role: str  # weight, bias, norm, recurrent, input, output, residual_last, embedding, other
+    ini: Initializer
+    factor: float = 1.0
+    blocks: int = 1
+    post: Callable[[torch.Tensor], None] | None = None
+    note: str = ""
+    act_label: str | None = ""  # "" = the layer's act_in
+
+    def describe(self) -> str:
+        s = repr(self.ini)
+        if self.blocks > 1:
+            s += f" per block (x{self.blocks})"
+        if self.factor != 1.0:
+            s += f" * {self.factor:.4g}"
+        return s + (f" {self.note}" if self.note else "")
+
+    def draw(self, device: Any, generator: torch.Generator) -> torch.Tensor:
+        shape = tuple(self.param.shape)
+        dtype = self.param.dtype
+        if self.blocks > 1:
+            rows = shape[0] // self.blocks
+            parts = [self.ini.sample((rows, *shape[1:]), dtype=dtype, device=device, generator=generator)
+                     for _ in range(self.blocks)]
+            values = torch.cat(parts, 0)
+        else:
+            values = self.ini.sample(shape, dtype=dtype, device=device, generator=generator)
+        if self.factor != 1.0:
+            values = values * self.factor
+        if self.post is not None:
+            self.post(values)
+        return values
+
+
+def _spec(value: Any, argname: str) -> Initializer:
+    try:
+        return get(value)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"{argname}: {exc}") from None
+
+
+def _given(ini: Initializer, key: str) -> bool:
+    return key in ini.to_config()
+
+
+def _adapt(ini: Initializer, node: LayerNode, pname: str) -> Initializer:
+    """Set layout / groups / chunks for this layer on a fan-based initializer, unless the spec set them."""
+    if not isinstance(ini, FanBased):
+        return ini
+    changes: dict[str, Any] = {}
+    module = node.module
+    if node.kind == "conv_transpose" and not _given(ini, "layout"):
+        changes["layout"] = "torch_transposed"
+    if node.kind in ("conv", "conv_transpose") and getattr(module, "groups", 1) > 1 and not _given(ini, "groups"):
+        changes["groups"] = module.groups
+    if node.kind == "attention" and pname == "in_proj_weight" and not _given(ini, "chunks"):
+        changes["chunks"] = 3
+    return ini.replace(**changes) if changes else ini
+
+
+def _gain_in(node: LayerNode) -> float:
+    act = node.act_in
+    if act is None:
+        return 1.0
+    try:
+        return variance_gain(act)
+    except ValueError as exc:
+        raise ValueError(f"layer {node.name!r}: {exc}") from None
+
+
+def _rnn_gates(module: nn.Module) -> int:
+    mode = getattr(module, "mode", None)
+    if isinstance(module, (nn.LSTM, nn.LSTMCell)) or mode == "LSTM":
+        return 4
+    if isinstance(module, (nn.GRU, nn.GRUCell)) or mode == "GRU":
+        return 3
+    return 1
+
+
+def _auto_plans(node: LayerNode, params: dict[str, nn.Parameter], scheme: Initializer | None,
+                bias: Initializer, uses: dict[str, set[str]]) -> tuple[list[_Plan], list[tuple[str, str]]]:
+    """Plans for one layer's parameters (scheme None = "auto"), and (name, reason) for those left alone."""
+    plans: list[_Plan] = []
+    skipped: list[tuple[str, str]] = []
+    module, kind = node.module, node.kind
+    prefix = f"{node.name}." if node.name else ""
+    for full, p in params.items():
+        local = full[len(prefix):]
+        leaf = local.rsplit(".", 1)[-1]
+
+        def add(role: str, ini: Initializer, _full=full, _p=p, **kw: Any) -> None:
+            plans.append(_Plan(_full, _p, node, role, ini, **kw))
+
+        if kind == "norm":
+            add("norm", Ones() if leaf == "weight" else Zeros())
+        elif isinstance(module, nn.PReLU):
+            add("other", get(f"constant({float(getattr(module, 'init', 0.25))!r})"))
+        elif kind == "other" and uses.get(full) == {"add"}:
+            # a tensor added to the activations: a learned position embedding (BERT, GPT-2, ViT) or a bias
+            if p.dim() >= 2:
+                add("additive", Normal(std=0.02), note="(added to the activations: learned embedding)")
+            else:
+                add("bias", bias)
+        elif kind == "other":
+            skipped.append((full, f"{type(module).__name__} is not a layer type initlab knows, so the role of "
+                                  f"{leaf!r} is unknown; give it a rule, e.g. rules=[({full!r}, 'zeros')]"))
+        elif p.dim() < 2 or leaf.startswith("bias"):
+            if kind == "rnn" and _rnn_gates(module) == 4 and leaf.startswith("bias_ih") and scheme is None:
+                def forget_one(v: torch.Tensor, _h=p.shape[0] // 4) -> None:
+                    v[_h:2 * _h] = 1.0  # gate order i, f, g, o: bias_ih + bias_hh = 1 on the forget gate
+
+                add("bias", bias, post=forget_one, note="+ forget-gate slice = 1")
+            else:
+                add("bias", bias)
+        elif kind == "rnn":
+            gates = _rnn_gates(module)
+            if scheme is not None:
+                add("weight", scheme)
+            elif leaf.startswith("weight_hh"):
+                add("recurrent", Orthogonal(), blocks=gates)
+            else:  # weight_ih_l*, weight_hr_l* (projection)
+                add("input", GlorotUniform(chunks=gates) if leaf.startswith("weight_ih") else GlorotUniform())
+        elif kind == "embedding":
+            ini = Normal(std=1.0) if scheme is None else scheme
+            pad = getattr(module, "padding_idx", None)
+            post = None
+            if pad is not None:
+                def post(v: torch.Tensor, _i=pad) -> None:
+                    v[_i] = 0.0
+            add("embedding", ini, post=post, note="(padding row zero)" if pad is not None else "")
+        else:  # linear, conv, conv_transpose, attention
+            # MultiheadAttention's out_proj reads a convex mix of values: no activation in between
+            gain = 1.0 if local.startswith("out_proj") else _gain_in(node)
+            label = "linear" if local.startswith("out_proj") else ""
+            if scheme is not None:
+                add("weight", _adapt(scheme, node, leaf), act_label=label)
+            elif kind == "conv_transpose":
+                stride = math.prod(getattr(module, "stride", (1,)))
+                add("weight", _adapt(He(distribution="normal", gain=gain * math.sqrt(stride), mode="fan_out"),
+                                     node, leaf))
+            else:
+                add("weight", _adapt(He(distribution="normal", gain=gain), node, leaf), act_label=label)
+    return plans, skipped
+
+
+def _match_rule(rules: list[tuple[Any, Initializer]], name: str, owner: nn.Module, layer: nn.Module | None
+                ) -> Initializer | None:
+    for pattern, ini in rules:
+        if isinstance(pattern, str):
+            if fnmatch.fnmatchcase(name, pattern):
+                return ini
+        elif isinstance(owner, pattern) or (layer is not None and isinstance(layer, pattern)):
+            return ini
+    return None
+
+
+def _check_rules(rules: Any) -> list[tuple[Any, Initializer]]:
+    if rules is None:
+        return []
+    if isinstance(rules, dict):
+        rules = list(rules.items())
+    if not isinstance(rules, (list, tuple)):
+        raise TypeError(f"rules must be a list of (pattern, spec) pairs; got {type(rules).__name__}")
+    out = []
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, (tuple, list)) or len(rule) != 2:
+            raise ValueError(f"rules[{i}] must be a (pattern, spec) pair; got {rule!r}")
+        pattern, spec = rule
+        if not (isinstance(pattern, str) or (isinstance(pattern, type) and issubclass(pattern, nn.Module))):
+            raise TypeError(f"rules[{i}]: the pattern must be a glob over parameter names (str) or an nn.Module "
+                            f"class; got {pattern!r}")
+        out.append((pattern, _spec(spec, f"rules[{i}]")))
+    return out
+
+
+def _output_layer(graph: Graph) -> LayerNode | None:
+    """The last weight layer whose output reaches the graph output without another weight layer."""
+    out_ops = [op for op in graph.ops if op.kind == "output"]
+    if not out_ops:
+        return None
+    by_name = {n.name: n for n in graph.layers}
+    feeding: list[LayerNode] = []
+    seen: set[int] = set()
+    stack = list(out_ops[-1].inputs)
+    while stack:
+        i = stack.pop()
+        if i in seen:
+            continue
+        seen.add(i)
+        op = graph.ops[i]
+        if op.layer is not None and op.layer in by_name and by_name[op.layer].kind in WEIGHT_KINDS:
+            feeding.append(by_name[op.layer])
+            continue
+        stack.extend(op.inputs)
+    candidates = [n for n in feeding if n.kind in ("linear", "conv", "conv_transpose")]
+    return max(candidates, key=lambda n: n.index) if candidates else None
+
+
+def _weight_name(node: LayerNode) -> str | None:
+    """The parameter that carries a layer's output scale (zeroed / scaled by the residual options)."""
+    prefix = f"{node.name}." if node.name else ""
+    if node.kind == "attention":
+        candidate = prefix + "out_proj.weight"
+    elif node.kind in ("linear", "conv", "conv_transpose", "norm"):
+        candidate = prefix + "weight"
+    else:
+        return None
+    return candidate if candidate in node.params else None
+
+
+def _scaled(plan: _Plan, factor: float) -> None:
+    """Multiply a plan's std by factor, through the initializer's gain when it has one."""
+    if factor == 0.0:
+        plan.ini, plan.factor = Zeros(), 1.0
+    elif "gain" in plan.ini._defaults() and isinstance(getattr(plan.ini, "gain", None), float):
+        plan.ini = plan.ini.replace(gain=plan.ini.gain * factor)
+    elif "std" in plan.ini._defaults() and isinstance(getattr(plan.ini, "std", None), float):
+        plan.ini = plan.ini.replace(std=plan.ini.std * factor)
+    else:
+        plan.factor *= factor
+
+
+# --------------------------------------------------------------------------------------------------
+# Warnings about the length map
+
+
+def length_map_slope(act: Activation, h: float = 1e-3) -> float:
+    """Slope at ``q = 1`` of the length map ``q -> E[f(sqrt(q) z)^2] / E[f(z)^2]``, ``z ~ N(0, 1)``.
+
+    Under "auto" each layer maps the second moment ``q`` of its input pre-activation to that of its own
+    through this map, and ``q = 1`` is a fixed point. A slope ``s < 1`` pulls deviating samples back
+    (tanh 0.46, sigmoid 0.11, SELU 0.78), ``s = 1`` is neutral (the ReLU family and linear: positively
+    homogeneous), ``s > 1`` pushes them apart by ``s`` per layer (GELU 1.14, SiLU 1.17, Mish 1.08).
+
+    >>> from initlab.gains import resolve_activation
+    >>> round(length_map_slope(resolve_activation("relu")), 6), round(length_map_slope(resolve_activation("gelu")), 3)
+    (1.0, 1.144)
+    """
+    qs = np.array([1.0 - h, 1.0, 1.0 + h])
+    m = expect(lambda x: act.fn(x) ** 2, np.sqrt(qs))
+    return float((m[2] - m[0]) / (2 * h * m[1]))
+
+
+def _activation_warnings(graph: Graph) -> list[str]:
+    groups: dict[str, tuple[Activation, list[str]]] = {}
+    kinds = {n.name: n.kind for n in graph.layers}
+    for node in graph.layers:
+        # an activation applied to a normalization's output acts on re-standardized samples: no drift builds up
+        after_norm = bool(node.inputs) and all(kinds.get(i) == "norm" for i in node.inputs)
+        if node.kind in ("linear", "conv", "conv_transpose", "attention") and node.act_in is not None \
+                and not node.act_in.is_linear and not after_norm:
+            key = str(node.act_in)
+            groups.setdefault(key, (node.act_in, []))[1].append(node.name)
+    out = []
+    for key, (act, names) in groups.items():
+        try:
+            slope = length_map_slope(act)
+        except Exception as exc:  # noqa: BLE001 - a user function that fails on the quadrature grid
+            out.append(f"{key}: could not evaluate E[f(sqrt(q) z)^2] ({type(exc).__name__}: {exc}); "
+                       "check the activation or use initlab.lsuv(model, batch).")
+            continue
+        if not math.isfinite(slope) or slope <= 1 + SLOPE_TOLERANCE:
+            continue
+        doubling = math.log(2) / math.log(slope)
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        out.append(
+            f"{key}: the length map q -> E[f(sqrt(q) z)^2] / E[f(z)^2] has slope {slope:.3f} > 1 at q = 1, so no "
+            f"scalar init keeps every sample's variance fixed with depth: per-sample norms drift apart by "
+            f"x{slope:.3f} per layer and their spread doubles every {doubling:.1f} layers ({len(names)} layer(s) "
+            f"after this activation: {shown}); the batch std creeps up with depth. Add normalization layers "
+            f"(LayerNorm/BatchNorm) or rescale on data with initlab.lsuv(model, batch).")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Assignment (swap in, roll back)
+
+
+def _assign_one(param: nn.Parameter, new: torch.Tensor) -> None:
+    """Swap ``new``'s values into ``param`` in place; afterwards ``new`` holds the old values."""
+    with torch.no_grad():
+        scratch = param.detach().clone()
+        param.copy_(new)
+        new.copy_(scratch)
+
+
+def _replace_param(model: nn.Module, old: nn.Parameter, new: nn.Parameter) -> list[tuple[nn.Module, str]]:
+    places = []
+    for mod in model.modules():
+        for key, value in mod._parameters.items():
+            if value is old:
+                mod._parameters[key] = new
+                places.append((mod, key))
+    return places
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def init_model(
+    model: nn.Module,
+    scheme: Any = "auto",
+    *,
+    example_inputs: Any = None,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+    rules: Sequence[tuple[Any, Any]] | None = None,
+    bias: Any = "zeros",
+    output: Any = None,
+    residual: str | None = None,
+    allow_symmetric: bool = False,
+    device: Any = None,
+) -> InitReport:
+    """Initialize every parameter of ``model`` in place and report what was done (see the module docstring).
+
+    Args:
+        model: the ``nn.Module`` to initialize (possibly on the meta device, then give ``device``).
+        scheme: ``"auto"`` or any initializer spec, applied to every weight.
+        example_inputs: inputs for one forward pass, used only when torch.fx cannot trace the model
+            (a tensor, a tuple of positional inputs or a dict of keyword inputs; one sample is enough).
+        seed, generator: reproducibility (give at most one).
+        rules: ``[(pattern, spec), ...]``, pattern a glob over parameter names or an ``nn.Module`` class.
+        bias: spec for biases (default zeros).
+        output: spec for the last weight layer's weight (``"zeros"`` allowed).
+        residual: None, ``"zero_last"``, ``"gpt2"`` or ``"fixup"``.
+        allow_symmetric: allow constant hidden weights.
+        device: where to materialize parameters that are on the meta device.
+
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+    >>> print(init_model(net, seed=0)["2.weight"].initializer)
+    He(gain=1.5925374197228312)
+    """
+    # ---- validate everything before touching the model
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    if isinstance(scheme, str) and scheme == "auto":
+        scheme_ini: Initializer | None = None
+    else:
+        scheme_ini = _spec(scheme, "scheme")
+    bias_ini = _spec(bias, "bias")
+    output_ini = None if output is None else _spec(output, "output")
+    if residual not in RESIDUAL_OPTIONS:
+        raise ValueError(f"residual must be one of {RESIDUAL_OPTIONS}; got {residual!r}")
+    rule_list = _check_rules(rules)
+    if not isinstance(allow_symmetric, bool):
+        raise TypeError(f"allow_symmetric must be True or False; got {allow_symmetric!r}")
+    if seed is not None and generator is not None:
+        raise ValueError("give seed or generator, not both")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator; got {type(generator).__name__}")
+    target_device = None
+    if device is not None:
+        try:
+            target_device = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0'; got {device!r} ({exc})") \
+                from None
+        if target_device.type == "meta":
+            raise ValueError("device='meta' cannot hold initial values; give a real device such as 'cpu'")
+    all_params = dict(model.named_parameters())
+    on_meta = [n for n, p in all_params.items() if p.is_meta]
+    if on_meta and target_device is None:
+        raise ValueError(f"{len(on_meta)} parameter(s) are on the meta device (e.g. {on_meta[0]!r}): pass device="
+                         "'cpu' (or 'cuda') to materialize and initialize them")
+
+    graph = trace(model, example_inputs)
+    warnings: list[str] = []
+    if graph.method == "modules" and any(True for _ in model.children()):
+        warnings.append(f"{graph.fallback_reason}. Pass example_inputs to see them.")
+        if residual is not None:
+            raise ValueError(f"residual={residual!r} needs the residual branches, which could not be found: "
+                             f"{graph.fallback_reason}. Pass example_inputs=<a batch> so the model can be traced.")
+
+    # ---- plan
+    plans: dict[str, _Plan] = {}
+    untouched: dict[str, str] = {}
+    owners = {}
+    for mname, mod in model.named_modules():
+        for pname, _ in mod.named_parameters(recurse=False):
+            owners.setdefault(f"{mname}.{pname}" if mname else pname, mod)
+    uses: dict[str, set[str]] = {}  # parameter -> the functions that use it directly
+    for op in graph.ops:
+        for pn in op.params:
+            uses.setdefault(pn, set()).add(canon_name(op.target))
+    for node in graph.layers:
+        params = {n: all_params[n] for n in node.params if n in all_params}
+        layer_plans, skipped = _auto_plans(node, params, scheme_ini, bias_ini, uses)
+        for pl in layer_plans:
+            plans.setdefault(pl.name, pl)
+        for name, why in skipped:
+            untouched.setdefault(name, why)
+
+    out_node = _output_layer(graph)
+    out_weight = _weight_name(out_node) if out_node is not None else None
+    if output_ini is not None:
+        if out_weight is None or out_weight not in plans:
+            warnings.append("output=... was not applied: no Linear/Conv layer feeds the model's output directly.")
+        else:
+            pl = plans[out_weight]
+            pl.ini, pl.role, pl.factor = _adapt(output_ini, pl.node, "weight"), "output", 1.0
+
+    if residual is not None:
+        _apply_residual(graph, plans, residual, out_weight if output_ini is None else None, warnings)
+
+    for name, p in all_params.items():
+        ini = _match_rule(rule_list, name, owners.get(name, model), _layer_of(graph, name))
+        if ini is None:
+            continue
+        node = _layer_of(graph, name)
+        if node is None:
+            node = LayerNode(name.rpartition(".")[0], owners.get(name, model), "other", -1, None, LINEAR, [], None,
+                             False, None, [name])
+        plans[name] = _Plan(name, p, node, "rule", _adapt(ini, node, name.rsplit(".", 1)[-1]))
+        untouched.pop(name, None)
+
+    for name in all_params:
+        if name not in plans and name not in untouched:
+            untouched[name] = ("not used in the forward pass that was traced" if graph.method != "modules"
+                               else "not inside a module that initlab recognises")
+
+    bad = [pl.name for pl in plans.values() if pl.role in ("weight", "input", "recurrent", "embedding", "rule")
+           and pl.node.index >= 0 and pl.param.dim() >= 2 and (pl.ini.symmetric or pl.factor == 0.0)]
+    if bad and not allow_symmetric:
+        raise ValueError(f"these hidden weights would be identical across units, so gradient descent could never "
+                         f"tell the units apart (symmetry): {', '.join(bad)}. Use a random initializer, or pass "
+                         f"allow_symmetric=True if this is intended")
+
+    if scheme_ini is None:
+        warnings.extend(_activation_warnings(graph))
+    if residual is not None and not graph.branches:
+        warnings.append(f"residual={residual!r}: no residual branches (x + f(x)) were found in the model.")
+
+    # ---- draw every value (nothing is assigned yet)
+    if generator is None:
+        generator = torch.Generator()
+        if seed is None:
+            seed = generator.seed()
+        else:
+            generator.manual_seed(seed)
+    ordered = [plans[n] for n in all_params if n in plans]
+    new_values: dict[str, torch.Tensor] = {}
+    for pl in ordered:
+        dev = target_device if pl.param.is_meta else pl.param.device
+        try:
+            new_values[pl.name] = pl.draw(dev, generator)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"parameter {pl.name} {tuple(pl.param.shape)} with {pl.describe()}: {exc}") from None
+
+    # ---- assign (swap in; undo everything on failure)
+    done: list[tuple[nn.Parameter, torch.Tensor]] = []
+    replaced: list[tuple[nn.Parameter, nn.Parameter]] = []
+    meta_buffers: list[tuple[nn.Module, str, torch.Tensor]] = []
+    try:
+        for pl in ordered:
+            new = new_values[pl.name]
+            if pl.param.is_meta:
+                fresh = nn.Parameter(new, requires_grad=pl.param.requires_grad)
+                _replace_param(model, pl.param, fresh)
+                replaced.append((pl.param, fresh))
+            else:
+                _assign_one(pl.param, new)
+                done.append((pl.param, new))
+        if target_device is not None:
+            for name in list(untouched):
+                p = all_params[name]
+                if p.is_meta:
+                    fresh = nn.Parameter(torch.zeros(p.shape, dtype=p.dtype, device=target_device),
+                                         requires_grad=p.requires_grad)
+                    _replace_param(model, p, fresh)
+                    replaced.append((p, fresh))
+                    untouched[name] += " (materialized as zeros)"
+            meta_buffers = _materialize_buffers(model, target_device, warnings)
+    except BaseException:
+        for param, old_values in reversed(done):
+            with torch.no_grad():
+                param.copy_(old_values)
+        for old, fresh in reversed(replaced):
+            _replace_param(model, fresh, old)
+        for mod, key, old_buf in meta_buffers:
+            mod._buffers[key] = old_buf
+        raise
+
+    # ---- report
+    entries = []
+    for pl in ordered:
+        p = _current(model, pl.name)
+        shape = tuple(p.shape)
+        fan = None
+        if p.dim() >= 2 and pl.role != "embedding":
+            try:
+                fan = pl.ini.fans_of(shape) if isinstance(pl.ini, FanBased) else fans(shape)
+            except ValueError:
+                fan = None
+        with torch.no_grad():
+            std = float(p.detach().float().std()) if p.numel() > 1 else None
+        try:
+            expected = pl.ini.expected_std(shape) if pl.blocks == 1 else pl.ini.expected_std((shape[0] // pl.blocks,
+                                                                                               *shape[1:]))
+            expected = None if expected is None or pl.post is not None else expected * abs(pl.factor)
+        except (ValueError, TypeError):
+            expected = None
+        node = pl.node
+        is_weight = pl.role not in ("bias",)
+        act_in = None if node.act_in is None or not is_weight else str(node.act_in)
+        if pl.act_label:
+            act_in = pl.act_label
+        entries.append(InitEntry(
+            name=pl.name, shape=shape, layer=node.name, layer_type=type(node.module).__name__, kind=node.kind,
+            role=pl.role, act_in=act_in,
+            act_out=str(node.act_out) if is_weight else None, initializer=pl.describe(), fans=fan, std=std,
+            expected_std=expected))
+    left = [Untouched(n, tuple(_current(model, n).shape), why) for n, why in untouched.items()]
+    return InitReport(entries, left, warnings, "auto" if scheme_ini is None else repr(scheme_ini), residual, seed,
+                      graph)
+
+
+def _layer_of(graph: Graph, pname: str) -> LayerNode | None:
+    for node in graph.layers:
+        if pname in node.params:
+            return node
+    return None
+
+
+def _current(model: nn.Module, name: str) -> nn.Parameter:
+    mod_name, _, pname = name.rpartition(".")
+    mod = model.get_submodule(mod_name) if mod_name else model
+    return getattr(mod, pname)
+
+
+def _materialize_buffers(model: nn.Module, device: torch.device, warnings: list[str]
+                         ) -> list[tuple[nn.Module, str, torch.Tensor]]:
+    """Allocate meta buffers on ``device``: norm running stats get their reset values, others are reported."""
+    swapped = []
+    unknown = []
+    for mname, mod in model.named_modules():
+        for key, buf in list(mod._buffers.items()):
+            if buf is None or not buf.is_meta:
+                continue
+            fresh = torch.zeros(buf.shape, dtype=buf.dtype, device=device)
+            swapped.append((mod, key, buf))
+            mod._buffers[key] = fresh
+            if isinstance(mod, nn.modules.batchnorm._NormBase):
+                continue
+            unknown.append(f"{mname}.{key}" if mname else key)
+        if isinstance(mod, nn.modules.batchnorm._NormBase) and mod.track_running_stats and \
+                any(m is mod for m, _, _ in swapped):
+            mod.reset_running_stats()
+    if unknown:
+        warnings.append(f"buffers {', '.join(unknown)} were on the meta device and were materialized as zeros: "
+                        "fill them yourself (initlab only knows how to reset normalization statistics).")
+    return swapped
+
+
+def _apply_residual(graph: Graph, plans: dict[str, _Plan], residual: str, classifier: str | None,
+                    warnings: list[str]) -> None:
+    by_name = {n.name: n for n in graph.layers}
+    n_branches = len(graph.branches)
+    if n_branches == 0:
+        return
+    for br in graph.branches:
+        last = by_name[br.last]
+        if residual == "zero_last":
+            name = _weight_name(last)
+            if name is None or name not in plans:
+                warnings.append(f"residual='zero_last': the last layer of branch {br.id} ({br.last}, "
+                                f"{type(last.module).__name__}) has no weight initlab can zero.")
+                continue
+            plans[name].ini, plans[name].factor, plans[name].role = Zeros(), 1.0, "residual_last"
+            plans[name].note = f"(last of residual branch {br.id}: {residual})"
+        elif residual == "gpt2":
+            name = _weight_name(last) if last.kind != "norm" else None
+            if name is None or name not in plans:
+                weights = [by_name[n] for n in br.layers if by_name[n].kind != "norm" and _weight_name(by_name[n])]
+                if not weights:
+                    continue
+                name = _weight_name(weights[-1])
+            factor = 1.0 / math.sqrt(n_branches)
+            _scaled(plans[name], factor)
+            plans[name].note = f"(residual branch {br.id}: std / sqrt({n_branches}))"
+        elif residual == "fixup":
+            weights = [by_name[n] for n in br.layers if by_name[n].kind in ("linear", "conv", "conv_transpose",
+                                                                               "attention")]
+            if any(by_name[n].kind == "norm" for n in br.layers):
+                warnings.append(f"residual='fixup' is meant for networks without normalization; branch {br.id} "
+                                f"contains normalization layers.")
+            if not weights:
+                continue
+            m = len(weights)
+            for node in weights[:-1]:
+                name = _weight_name(node)
+                if name in plans and m > 1:
+                    _scaled(plans[name], n_branches ** (-1.0 / (2 * m - 2)))
+                    plans[name].note = f"(fixup: L^(-1/(2m-2)), L={n_branches}, m={m})"
+            name = _weight_name(weights[-1])
+            if name in plans:
+                plans[name].ini, plans[name].factor, plans[name].role = Zeros(), 1.0, "residual_last"
+                plans[name].note = f"(last of residual branch {br.id}: fixup)"
+    if residual == "fixup" and classifier is not None and classifier in plans:
+        pl = plans[classifier]
+        pl.ini, pl.factor, pl.role, pl.note = Zeros(), 1.0, "output", "(fixup: classifier starts at zero)"
+        bias_name = classifier[: -len("weight")] + "bias"
+        if bias_name in plans:
+            plans[bias_name].ini = Zeros()
