@@ -55,7 +55,8 @@ def gaussian_nodes() -> tuple[np.ndarray, np.ndarray]:
 def expect(fn: Callable[[torch.Tensor], torch.Tensor], std: float | np.ndarray = 1.0, mean: float = 0.0) -> Any:
     """``E[fn(mean + std * Z)]`` for ``Z ~ N(0, 1)``; ``std`` may be an array (one expectation each).
 
-    ``fn`` receives a float64 torch tensor and must work elementwise.
+    ``fn`` receives a float64 torch tensor of shape ``(*np.shape(std), nodes)``; it may return extra
+    leading dimensions (several quantities stacked at once): the expectation contracts the last axis.
 
     >>> round(float(expect(lambda x: torch.relu(x) ** 2)), 12)
     0.5
