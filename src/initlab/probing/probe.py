@@ -1,0 +1,461 @@
+"""``initlab.probe``: one forward and one backward pass, measured layer by layer.
+
+>>> import torch
+>>> from torch import nn
+>>> import initlab
+>>> net = nn.Sequential(nn.Linear(20, 50), nn.Tanh(), nn.Linear(50, 50), nn.Tanh(), nn.Linear(50, 5))
+>>> x = torch.randn(128, 20, generator=torch.Generator().manual_seed(0))
+>>> result = initlab.probe(net, x)
+>>> [s.name for s in result.layers]
+['0', '1', '2', '3', '4']
+>>> result.healthy
+True
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils import _pytree as pytree
+
+from initlab import sampling
+from initlab.probing.health import HealthError, Thresholds, Verdict, diagnose
+from initlab.probing.hooks import Recorder, Target, select_targets
+from initlab.probing.stats import InputStats, LayerStats, input_stats, weight_summary
+
+__all__ = ["probe", "ProbeResult", "model_state", "restore_state", "layer_weights"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Result
+
+
+@dataclass
+class ProbeResult:
+    """What :func:`probe` measured: per-layer statistics, the input summary and the health verdicts.
+
+    Attributes:
+        layers: one :class:`~initlab.probing.stats.LayerStats` per recorded point, in execution order.
+        input: summary of the (first) input tensor.
+        verdicts: :class:`~initlab.probing.health.Verdict` s, errors first (empty when healthy).
+        loss: the loss value when the backward pass used a loss, else None.
+        backward: "loss", "cotangent" (random Gaussian cotangent on the output, see :func:`probe`) or "none".
+        method: how the model was traced ("fx", "hooks", "modules").
+        batch_size, seed, bins: the settings of the run.
+        thresholds: the :class:`~initlab.probing.health.Thresholds` used for the verdicts.
+        notes: anything the reader should know (records that could not be computed, ...).
+    """
+
+    layers: list[LayerStats]
+    input: InputStats | None = None
+    verdicts: list[Verdict] = field(default_factory=list)
+    loss: float | None = None
+    backward: str = "none"
+    method: str = ""
+    batch_size: int = 0
+    seed: int = 0
+    bins: int = 64
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    notes: list[str] = field(default_factory=list)
+
+    # -- access --------------------------------------------------------------------------------------
+    def __getitem__(self, name: str | int) -> LayerStats:
+        if isinstance(name, int):
+            return self.layers[name]
+        for s in self.layers:
+            if s.name == name:
+                return s
+        raise KeyError(f"no recorded layer {name!r}; recorded: {[s.name for s in self.layers]}")
+
+    def __iter__(self) -> Iterator[LayerStats]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    @property
+    def healthy(self) -> bool:
+        """True when no verdict was raised."""
+        return not self.verdicts
+
+    def diagnose(self, thresholds: Thresholds | dict[str, Any] | None = None, **overrides: Any) -> list[Verdict]:
+        """The verdicts under other thresholds (``result.diagnose(dead=0.2)``); ``verdicts`` is unchanged."""
+        base = Thresholds.make(thresholds).to_dict() if thresholds is not None else self.thresholds.to_dict()
+        base.update(overrides)
+        return diagnose(self.layers, self.input, Thresholds.make(base))
+
+    def assert_healthy(self, ignore: tuple[str, ...] | list[str] = ()) -> ProbeResult:
+        """Raise :class:`~initlab.probing.health.HealthError` (an AssertionError) listing the verdicts whose
+        code is not in ``ignore``; return ``self`` when there are none (a CI check)."""
+        bad = [v for v in self.verdicts if v.code not in set(ignore)]
+        if bad:
+            raise HealthError(bad)
+        return self
+
+    def profile(self) -> list[LayerStats]:
+        """The depth chain the activation/gradient verdicts read (Linear/Conv outputs not fed to a norm)."""
+        from initlab.probing.health import depth_chain
+
+        return depth_chain(self.layers)
+
+    # -- output --------------------------------------------------------------------------------------
+    def table(self, color: bool | None = None, *, verdicts: bool = True) -> str:
+        """A terminal table, one row per recorded point, followed by the verdicts."""
+        from initlab.report.table import Column, fmt_number, fmt_percent, render
+
+        flagged: dict[str, str] = {}
+        for v in self.verdicts:
+            for name in v.layers or ((v.layer,) if v.layer else ()):
+                if flagged.get(name) != "red":
+                    flagged[name] = "red" if v.severity == "error" else "yellow"
+
+        def pct(x: float | None) -> str:
+            return fmt_percent(x) if x else ("-" if x is None else "0")
+
+        cols = [
+            Column(lambda s: s.name, "layer", color=lambda v, s: flagged.get(s.name)),
+            Column("kind"),
+            Column(lambda s: s.activation or "-", "act"),
+            Column("act_mean", "mean"),
+            Column("act_std", "std"),
+            Column("act_min", "min"),
+            Column("act_max", "max"),
+            Column("frac_zero", "zero", fmt=pct, align=">"),
+            Column("frac_dead_units", "dead", fmt=pct, align=">"),
+            Column("frac_saturated", "sat", fmt=pct, align=">"),
+            Column(lambda s: s.symmetric_units or None, "sym", fmt=lambda v: str(v) if v else "-", align=">"),
+            Column("grad_std", "grad std"),
+            Column("weight_std", "w std"),
+            Column("grad_weight_ratio", "gw/w"),
+        ]
+        head = f"probe: batch {self.batch_size}, backward by {self.backward}"
+        if self.loss is not None:
+            head += f" (loss {fmt_number(self.loss, 4)})"
+        head += f", graph by {self.method}"
+        if self.input is not None and self.input.is_float:
+            head += f"; inputs mean {fmt_number(self.input.mean)}, std {fmt_number(self.input.std)}"
+        text = render(self.layers, cols, title=head, color=color)
+        if verdicts:
+            from initlab.report.table import style, use_color
+
+            enabled = use_color() if color is None else bool(color)
+            if not self.verdicts:
+                text += "\n" + style("healthy: no problem found", "green", enabled=enabled)
+            for v in self.verdicts:
+                tag = style(f"{v.severity.upper()} {v.code}", "red" if v.severity == "error" else "yellow",
+                            enabled=enabled)
+                text += f"\n{tag}: {v.message}\n  fix: {v.suggestion}"
+        for note in self.notes:
+            text += f"\nnote: {note}"
+        return text
+
+    def __str__(self) -> str:
+        return self.table(color=False)
+
+    def __repr__(self) -> str:
+        codes = ", ".join(v.code for v in self.verdicts) or "healthy"
+        return f"ProbeResult({len(self.layers)} points, batch {self.batch_size}, {codes})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything as plain Python values (``json.dumps``-ready)."""
+        return {
+            "layers": [s.to_dict() for s in self.layers],
+            "input": None if self.input is None else self.input.to_dict(),
+            "verdicts": [v.to_dict() for v in self.verdicts],
+            "loss": self.loss, "backward": self.backward, "method": self.method, "batch_size": self.batch_size,
+            "seed": self.seed, "bins": self.bins, "thresholds": self.thresholds.to_dict(), "notes": list(self.notes),
+            "healthy": self.healthy,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProbeResult:
+        """Rebuild a result from :meth:`to_dict` output (e.g. a JSON file)."""
+        th = dict(data.get("thresholds") or {})
+        if "input_std" in th:
+            th["input_std"] = tuple(th["input_std"])
+        return cls(
+            layers=[LayerStats.from_dict(d) for d in data["layers"]],
+            input=None if data.get("input") is None else InputStats.from_dict(data["input"]),
+            verdicts=[Verdict(**{**v, "layers": tuple(v.get("layers", ()))}) for v in data.get("verdicts", [])],
+            loss=data.get("loss"), backward=data.get("backward", "none"), method=data.get("method", ""),
+            batch_size=data.get("batch_size", 0), seed=data.get("seed", 0), bins=data.get("bins", 64),
+            thresholds=Thresholds.make(th or None), notes=list(data.get("notes", [])),
+        )
+
+    def to_json(self, path: str | Path | None = None, *, indent: int | None = 1) -> str:
+        """The result as JSON (written to ``path`` when given); NaN/inf are written as JSON NaN/Infinity."""
+        text = json.dumps(self.to_dict(), indent=indent)
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def load_json(cls, path: str | Path) -> ProbeResult:
+        """Read a result written by :meth:`to_json`."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def to_html(self, path: str | Path, *, title: str | None = None) -> Path:
+        """A self-contained HTML report (table, verdicts, figures embedded); see ``initlab.report.html``."""
+        from initlab.report.html import to_html
+
+        return to_html(self, path, title=title)
+
+    def plot(self, path: str | Path | None = None, **kwargs: Any) -> Any:
+        """The per-layer activation histograms (``initlab.plot_activations({'': self}, path)``)."""
+        from initlab.report.figures import plot_activations
+
+        return plot_activations(self, path, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# State save / restore
+
+
+def model_state(model: nn.Module) -> dict[str, Any]:
+    """Everything a probe may touch: modes, buffers (copied), requires_grad flags and .grad references."""
+    params = list(dict.fromkeys(model.parameters()))
+    return {
+        "training": [(m, m.training) for m in model.modules()],
+        "buffers": [(m, name, b, None if b is None else b.detach().clone())
+                    for m in model.modules() for name, b in m._buffers.items()],
+        "requires_grad": [(p, p.requires_grad) for p in params],
+        "grad": [(p, p.grad) for p in params],
+    }
+
+
+def restore_state(state: dict[str, Any]) -> None:
+    """Put back what :func:`model_state` saved (the very same buffer and .grad tensor objects)."""
+    for m, flag in state["training"]:
+        m.training = flag
+    with torch.no_grad():
+        for m, name, obj, saved in state["buffers"]:
+            m._buffers[name] = obj
+            if obj is not None and saved is not None:
+                obj.copy_(saved)
+    for p, flag in state["requires_grad"]:
+        p.requires_grad_(flag)
+    for p, g in state["grad"]:
+        p.grad = g
+
+
+def _devices(model: nn.Module, tensors: list[torch.Tensor]) -> list[int]:
+    devs = {t.device for t in [*model.parameters(), *model.buffers(), *tensors]}
+    return sorted(d.index or 0 for d in devs if d.type == "cuda")
+
+
+# --------------------------------------------------------------------------------------------------
+# The probe
+
+
+def _split_inputs(inputs: Any) -> tuple[tuple, dict]:
+    if isinstance(inputs, torch.Tensor):
+        return (inputs,), {}
+    if isinstance(inputs, dict):
+        return (), dict(inputs)
+    if isinstance(inputs, (tuple, list)):
+        return tuple(inputs), {}
+    raise TypeError(f"inputs must be a tensor, a tuple/list of positional inputs or a dict of keyword inputs; "
+                    f"got {type(inputs).__name__}")
+
+
+def _trace_sample(args: tuple, kwargs: dict, n: int = 2) -> Any:
+    """The inputs cut to ``n`` examples along dim 0 (tracing by hooks runs one forward pass)."""
+    def cut(t: Any) -> Any:
+        return t[:n] if isinstance(t, torch.Tensor) and t.ndim and t.shape[0] > n else t
+
+    a, k = pytree.tree_map(cut, (args, kwargs))
+    return k if k else (a[0] if len(a) == 1 else a)
+
+
+def _graph(model: nn.Module, args: tuple, kwargs: dict) -> Any:
+    from initlab.graph import trace
+
+    try:
+        return trace(model, _trace_sample(args, kwargs))
+    except Exception:  # noqa: BLE001 - a model that needs its full batch to run (fixed shapes): retry with it
+        return trace(model, kwargs if kwargs else (args[0] if len(args) == 1 else args))
+
+
+def layer_weights(model: nn.Module, target: Target) -> tuple[torch.Tensor | None, torch.Tensor | None, int | None]:
+    """(weight, bias, out_dim) of a recorded layer: ``weight`` (or MultiheadAttention's ``in_proj_weight``,
+    else its first parameter); ``out_dim`` is the output-unit axis for the symmetry check, or None."""
+    m = target.module
+    w = getattr(m, "weight", None)
+    if not isinstance(w, nn.Parameter):
+        w = getattr(m, "in_proj_weight", None)
+    if not isinstance(w, nn.Parameter):
+        w = next(m.parameters(), None)
+    b = getattr(m, "bias", None)
+    b = b if isinstance(b, nn.Parameter) else None
+    out_dim = {"linear": 0, "conv": 0, "conv_transpose": 1}.get(target.kind)
+    if target.kind == "conv_transpose" and getattr(m, "groups", 1) != 1:
+        out_dim = None  # (in, out/groups, k): rows of one unit are spread over groups
+    return w, b, out_dim
+
+
+def _default_loss(output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    if not targets.is_floating_point():
+        return F.cross_entropy(output, targets)
+    return F.mse_loss(output, targets)
+
+
+def probe(model: nn.Module, inputs: Any, targets: torch.Tensor | None = None, *,
+          loss: Callable[..., torch.Tensor] | None = None, layers: Any = None, bins: int = 64,
+          hist_range: tuple[float, float] | None = None, seed: int = 0, train: bool | None = None,
+          thresholds: Thresholds | dict[str, Any] | None = None, graph: Any = None) -> ProbeResult:
+    """Measure signal propagation through ``model`` on one batch, layer by layer, and judge its health.
+
+    One forward and one backward pass. The backward pass differentiates ``loss(model(inputs), targets)``
+    when ``loss`` or ``targets`` is given (cross-entropy for integer class labels, MSE for float targets),
+    else it back-propagates a random Gaussian cotangent ``c / batch``, ``c ~ N(0, 1)`` drawn from
+    ``torch.Generator(device).manual_seed(seed)`` (the gradient of the batch mean of a random linear
+    loss ``<c_i, y_i>``, so gradient sizes read like those of a mean-reduced loss), so gradients are
+    measured without labels. Gradients go through ``torch.autograd.grad``: ``.grad`` is
+    never written.
+
+    Statistics are folded in while the hooks run (float64 running moments, fixed-range histograms); no
+    activation is kept. The model is left exactly as it was: training/eval modes, every buffer (BatchNorm
+    running statistics ...), ``.grad`` tensors, ``requires_grad`` flags (all parameters are made to require
+    grad during the pass, so frozen layers are measured too) and the global RNG state (dropout draws
+    happen inside ``torch.random.fork_rng``); every hook is removed, also when the model raises.
+
+    Args:
+        model: any ``nn.Module``.
+        inputs: a tensor, a tuple of positional inputs, or a dict of keyword inputs.
+        targets: labels for the loss (optional).
+        loss: ``loss(output, targets)`` (or ``loss(output)`` without targets) returning a scalar.
+        layers: what to record: None (every parametrized layer and every activation, execution order),
+            "layers", "activations", or a list of names / glob patterns / ``nn.Module`` classes.
+        bins: histogram bins per recorded point.
+        hist_range: a fixed ``(low, high)`` for every histogram (default: each point's first min/max).
+        seed: seed of the random cotangent.
+        train: run in training (True) or eval (False) mode; None keeps the model's modes.
+        thresholds: :class:`~initlab.probing.health.Thresholds` or a dict of overrides for the verdicts.
+        graph: a precomputed ``initlab.trace(model, ...)`` (saves tracing again on repeated probes).
+
+    Returns:
+        :class:`ProbeResult`.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``, ``inputs`` is not a tensor/tuple/dict, ``loss`` is not
+            callable.
+        ValueError: bad ``bins``, ``hist_range``, ``layers``, ``seed`` or ``thresholds``.
+
+    Example:
+        >>> import torch, initlab
+        >>> gen = torch.Generator().manual_seed(0)
+        >>> net = torch.nn.Sequential(*[m for _ in range(10) for m in (torch.nn.Linear(64, 64), torch.nn.Tanh())])
+        >>> for m in net[::2]:
+        ...     _ = initlab.Normal(std=0.01).init_(m.weight, generator=gen)
+        ...     _ = torch.nn.init.zeros_(m.bias)
+        >>> r = initlab.probe(net, torch.randn(256, 64, generator=gen))
+        >>> [v.code for v in r.verdicts]
+        ['vanishing_activations', 'vanishing_gradients']
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    args, kwargs = _split_inputs(inputs)
+    if loss is not None and not callable(loss):
+        raise TypeError(f"loss must be a callable loss(output, targets); got {type(loss).__name__}")
+    if targets is not None and not isinstance(targets, torch.Tensor):
+        raise TypeError(f"targets must be a tensor or None; got {type(targets).__name__}")
+    if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= 100_000:
+        raise ValueError(f"bins must be an integer in [1, 100000]; got {bins!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an integer; got {seed!r}")
+    if train is not None and not isinstance(train, bool):
+        raise ValueError(f"train must be True, False or None; got {train!r}")
+    th = Thresholds.make(thresholds)
+    if hist_range is not None:  # validated by the accumulator; check early so nothing runs on bad input
+        from initlab.probing.stats import TensorAccumulator
+
+        TensorAccumulator(bins=bins, hist_range=hist_range)
+    tensors = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+    first_input = next((t for t in tensors), None)
+    # before the pass, while the least memory is in use
+    inputs_summary = None if first_input is None else input_stats(first_input)
+    if graph is None:
+        graph = _graph(model, args, kwargs)
+    targets_list = select_targets(graph, layers)
+    recorder = Recorder(targets_list, bins=bins, hist_range=hist_range, grads=True)
+    state = model_state(model)
+    params = [p for p, _ in state["requires_grad"] if p.is_floating_point()]
+    loss_value: float | None = None
+    backward = "none"
+    grads: dict[int, torch.Tensor] = {}
+    try:
+        if train is not None:
+            model.train(train)
+        for p in params:
+            p.requires_grad_(True)
+        wrt = params
+        if not wrt:  # a model without parameters: measure gradients with respect to the inputs
+            args, kwargs = pytree.tree_map(
+                lambda t: t.detach().requires_grad_(True) if isinstance(t, torch.Tensor) and t.is_floating_point()
+                else t, (args, kwargs))
+            wrt = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor) and t.requires_grad]
+        recorder.attach()
+        with torch.random.fork_rng(devices=_devices(model, tensors)), torch.enable_grad():
+            output = model(*args, **kwargs)
+            outs = [t for t in pytree.tree_leaves(output)
+                    if isinstance(t, torch.Tensor) and t.is_floating_point() and t.requires_grad]
+            if wrt and outs:
+                if loss is not None or targets is not None:
+                    fn = loss or _default_loss
+                    first = outs[0] if not isinstance(output, torch.Tensor) else output
+                    value = fn(first, targets) if targets is not None else fn(first)
+                    if not isinstance(value, torch.Tensor) or value.numel() != 1:
+                        raise ValueError("loss must return a scalar tensor")
+                    loss_value = float(value.detach())
+                    roots, cots = [value.reshape(())], None
+                    backward = "loss"
+                else:
+                    roots = outs
+                    cots = []
+                    for t in outs:
+                        # the gradient of mean_i <c_i, y_i> with c ~ N(0, 1): reduced over the batch like a
+                        # mean loss, so weight-gradient sizes read as those of a real (mean) loss
+                        gen = torch.Generator(device=t.device).manual_seed(seed)
+                        c = sampling.normal(t.shape, dtype=sampling.compute_dtype(t.dtype), device=t.device,
+                                            generator=gen)
+                        cots.append(c.div_(t.shape[0] if t.ndim else 1).to(t.dtype))
+                    backward = "cotangent"
+                found = torch.autograd.grad(roots, wrt, grad_outputs=cots, allow_unused=True)
+                grads = {id(p): g for p, g in zip(wrt, found) if g is not None}
+                del found, roots, cots
+            del output, outs
+    finally:
+        recorder.detach()
+        restore_state(state)
+    stats = recorder.results()
+    by_name = {t.name: t for t in targets_list}
+    for s in stats:
+        t = by_name.get(s.name)
+        if t is None or not t.is_layer or not t.recorded:
+            continue
+        w, b, out_dim = layer_weights(model, t)
+        if w is None:
+            continue
+        ws = weight_summary(w, grads.get(id(w)), bias=b, out_dim=out_dim)
+        sym = ws.pop("symmetric_units", 0)
+        s.symmetric_units = max(s.symmetric_units, sym)
+        for k, v in ws.items():
+            setattr(s, k, v)
+    del grads
+    notes = [f"{name}: not recorded ({why})" for name, why in recorder.failed.items()]
+    if graph.method == "modules":
+        notes.append("functional activations and residual branches were not visible to the tracer")
+    result = ProbeResult(
+        layers=stats, input=inputs_summary, loss=loss_value,
+        backward=backward, method=graph.method, batch_size=int(first_input.shape[0]) if first_input is not None
+        and first_input.ndim else 1, seed=seed, bins=bins, thresholds=th, notes=notes)
+    result.verdicts = diagnose(result.layers, result.input, th)
+    return result

@@ -1,0 +1,296 @@
+"""Figures for probe results and training monitors (matplotlib, imported only here, with the Agg backend
+when no display is configured).
+
+* :func:`plot_activations`: the seed figure of the initialization argument: one column per probe result
+  (for example three initial std values), one row per layer, the activation histograms on a shared
+  x-axis so shrinking and exploding are visible at a glance.
+* :func:`plot_profile`: std per layer of the forward activations and of the backward gradients, log
+  scale, one line per result.
+* :func:`plot_monitor`: for each layer, the histogram of its activations over training steps as an
+  image (fastai's "colorful dimension"), with the std underneath.
+
+Every function returns the matplotlib ``Figure`` and writes it to ``path`` when one is given (the
+format follows the suffix: ``.png``, ``.svg``, ``.pdf``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from initlab.probing.stats import LayerStats
+
+__all__ = ["plot_activations", "plot_profile", "plot_monitor", "representations", "as_results"]
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    if matplotlib.get_backend().lower() not in ("agg", "pdf", "svg", "cairo") and not _has_display():
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _has_display() -> bool:
+    import os
+
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def as_results(results: Any) -> list[tuple[str, Any]]:
+    """``[(label, ProbeResult), ...]`` from one result, a dict ``{label: result}`` or a list of pairs."""
+    from initlab.probing.probe import ProbeResult
+
+    if isinstance(results, ProbeResult):
+        return [("", results)]
+    if isinstance(results, Mapping):
+        items = list(results.items())
+    elif isinstance(results, Sequence) and not isinstance(results, str):
+        items = [(r if isinstance(r, tuple) else (str(i), r)) for i, r in enumerate(results)]
+    else:
+        raise TypeError(f"results must be a ProbeResult, a dict {{label: ProbeResult}} or a list of (label, "
+                        f"ProbeResult); got {type(results).__name__}")
+    if not items:
+        raise ValueError("results is empty: give at least one ProbeResult")
+    for label, r in items:
+        if not isinstance(r, ProbeResult):
+            raise TypeError(f"results[{label!r}] must be a ProbeResult; got {type(r).__name__}")
+    return [(str(label), r) for label, r in items]
+
+
+def representations(layers: Sequence[LayerStats]) -> list[LayerStats]:
+    """What each layer hands on: its activation's output when one was recorded, else its own output
+    (linear layers, the output layer); normalized layer outputs are skipped (their norm layer follows)."""
+    covered = {s.source for s in layers if s.kind == "activation" and s.source}
+    out = []
+    for s in layers:
+        if s.kind == "activation":
+            out.append(s)
+        elif s.is_layer and s.name not in covered and not s.normalized and s.kind != "norm":
+            out.append(s)
+        elif s.kind == "norm" and s.name not in covered:
+            out.append(s)
+    return out
+
+
+def _pick(layers: list[LayerStats], which: Any) -> list[LayerStats]:
+    if which is None or which == "outputs":
+        return representations(layers)
+    if which == "all":
+        return list(layers)
+    if which == "layers":
+        return [s for s in layers if s.is_layer]
+    if which == "activations":
+        return [s for s in layers if s.kind == "activation"]
+    if isinstance(which, Sequence) and not isinstance(which, str):
+        by_name = {s.name: s for s in layers}
+        missing = [n for n in which if n not in by_name]
+        if missing:
+            raise ValueError(f"layers: {missing} not recorded; recorded: {list(by_name)}")
+        return [by_name[n] for n in which]
+    raise ValueError(f"layers must be 'outputs', 'all', 'layers', 'activations' or a list of names; got {which!r}")
+
+
+def _hist(s: LayerStats, hide_zeros: bool) -> tuple[np.ndarray, np.ndarray, int]:
+    counts = np.asarray(s.hist_counts, dtype=np.float64)
+    edges = np.asarray(s.hist_edges, dtype=np.float64)
+    zeros = 0
+    if hide_zeros and counts.size and s.frac_zero and s.frac_zero > 0:
+        zeros = int(round(s.frac_zero * s.count))
+        k = int(np.searchsorted(edges, 0.0, side="right")) - 1  # bin [e_k, e_k+1) holding 0
+        if 0 <= k < counts.size:
+            counts[k] = max(counts[k] - zeros, 0.0)
+    return counts, edges, zeros
+
+
+def plot_activations(results: Any, path: str | Path | None = None, *, layers: Any = None, sharex: str = "col",
+                     hide_zeros: bool = True, title: str | None = None, figsize: tuple[float, float] | None = None,
+                     color: str = "C0") -> Any:
+    """Per-layer activation histograms, one column per result, one row per layer.
+
+    Args:
+        results: a ProbeResult, ``{label: ProbeResult}`` (e.g. ``{"std 0.10": r1, "std 0.14": r2}``) or
+            a list of ``(label, ProbeResult)``. Rows are matched by position.
+        path: where to save the figure (optional).
+        layers: "outputs" (default: what each layer hands to the next, see :func:`representations`), "all",
+            "layers", "activations" or a list of recorded names.
+        sharex: "col" (default: each column on one x-axis, so growth and shrinkage down the column show),
+            "all" (one axis for the whole figure) or "row".
+        hide_zeros: leave the exact zeros (ReLU's half) out of the bars and print their share instead, so
+            the spike at 0 does not flatten everything else.
+        title: figure title.
+
+    Returns:
+        the matplotlib Figure.
+
+    >>> import torch, initlab
+    >>> r = initlab.probe(torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU()), torch.randn(32, 4))
+    >>> fig = initlab.plot_activations({"default": r})
+    """
+    items = as_results(results)
+    if sharex not in ("col", "all", "row"):
+        raise ValueError(f"sharex must be 'col', 'all' or 'row'; got {sharex!r}")
+    columns = [(label, _pick(r.layers, layers)) for label, r in items]
+    nrows = max(len(c) for _, c in columns)
+    if nrows == 0:
+        raise ValueError("nothing to plot: no recorded layer in the results")
+    ncols = len(columns)
+    plt = _plt()
+    figsize = figsize or (3.2 * ncols + 0.8, 1.15 * nrows + 1.0)
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False,
+                             sharex={"col": "col", "all": True, "row": "row"}[sharex])
+    for j, (label, stats) in enumerate(columns):
+        for i in range(nrows):
+            ax = axes[i][j]
+            ax.tick_params(labelsize=7)
+            ax.set_yticks([])
+            for side in ("top", "right", "left"):
+                ax.spines[side].set_visible(False)
+            if i >= len(stats):
+                ax.set_visible(False)
+                continue
+            s = stats[i]
+            counts, edges, zeros = _hist(s, hide_zeros)
+            total = max(s.count - zeros, 1)
+            if counts.size:
+                ax.stairs(counts / total, edges, fill=True, color=color, alpha=0.85)
+            note = f"std {s.act_std:.3g}"
+            if zeros:
+                note += f"\n{zeros / max(s.count, 1):.0%} zeros"
+            ax.text(0.98, 0.9, note, transform=ax.transAxes, ha="right", va="top", fontsize=7)
+            if j == 0:
+                name = s.name if len(s.name) <= 14 else "…" + s.name[-13:]
+                act = s.activation or ""
+                ax.set_ylabel(f"{name}\n{act}" if act else name, fontsize=7, rotation=0, ha="right", va="center")
+            if i == 0:
+                ax.set_title(_column_title(label, items[j][1]), fontsize=9)
+    fig.suptitle(title or "activations per layer (rows: depth)", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+def _column_title(label: str, result: Any) -> str:
+    """The label and the forward per-layer std factor (the number the verdicts read)."""
+    from initlab.probing.health import fit_factor
+
+    chain = [s.act_std for s in result.profile()[1:] if s.act_std and math.isfinite(s.act_std) and s.act_std > 0]
+    factor = f"std x{fit_factor(chain):.2f} per layer" if len(chain) >= 2 else ""
+    return "\n".join(t for t in (label, factor) if t)
+
+
+def plot_profile(results: Any, path: str | Path | None = None, *, layers: Any = "chain", title: str | None = None,
+                 figsize: tuple[float, float] = (9.0, 3.6)) -> Any:
+    """Std per layer of the forward activations and of the backward gradients (log scale), one line per result.
+
+    ``layers``: "chain" (default: the Linear/Conv outputs the depth verdicts read; all parametrized layers
+    when there are fewer than two), "outputs", "all" or a list of names.
+    """
+    items = as_results(results)
+    plt = _plt()
+    fig, (ax_f, ax_b) = plt.subplots(1, 2, figsize=figsize)
+    names: list[str] = []
+    for k, (label, r) in enumerate(items):
+        if layers == "chain":
+            pts = r.profile()
+            if len(pts) < 2:
+                pts = [s for s in r.layers if s.is_layer]
+        else:
+            pts = _pick(r.layers, layers)
+        x = np.arange(len(pts))
+        fwd = np.array([_pos(s.act_std) for s in pts])
+        bwd = np.array([_pos(s.grad_std) for s in pts])
+        ax_f.plot(x, fwd, "o-", color=f"C{k}", label=label or None, ms=3)
+        ax_b.plot(x, bwd, "o-", color=f"C{k}", label=label or None, ms=3)
+        if len(pts) > len(names):
+            names = [s.name for s in pts]
+    for ax, what in ((ax_f, "activation std (forward)"), (ax_b, "gradient std (backward)")):
+        ax.set_yscale("log")
+        ax.set_title(what, fontsize=10)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels([n if len(n) <= 12 else "…" + n[-11:] for n in names], rotation=45, ha="right",
+                           fontsize=7)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_xlabel("layer (execution order)", fontsize=8)
+    if any(label for label, _ in items):
+        ax_f.legend(fontsize=8)
+    fig.suptitle(title or "signal propagation", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+def _pos(v: float | None) -> float:
+    return v if v is not None and math.isfinite(v) and v > 0 else np.nan
+
+
+def plot_monitor(monitor: Any, path: str | Path | None = None, *, layers: Any = None, bins: int = 60,
+                 title: str | None = None) -> Any:
+    """Histograms of each layer's activations over the recorded training steps (fastai's "colorful
+    dimension"): x = step, y = activation value, colour = log(1 + count); the std under each image.
+
+    ``monitor``: an :class:`initlab.Monitor` (or anything with ``steps`` and ``history``). ``layers``: names
+    (default: the layers' outputs as in :func:`plot_activations`). Each step's histogram is re-binned onto a
+    common grid spanning all steps (counts are spread uniformly inside their original bins).
+    """
+    steps = list(monitor.steps)
+    if not steps:
+        raise ValueError("the monitor has not recorded any step yet")
+    last = monitor.history[-1]
+    chosen = _pick(list(last.values()), layers) if not isinstance(layers, Sequence) or isinstance(layers, str) \
+        else [last[n] for n in layers if n in last]
+    names = [s.name for s in chosen]
+    if not names:
+        raise ValueError("no layer to plot")
+    plt = _plt()
+    fig, axes = plt.subplots(2, len(names), figsize=(2.6 * len(names) + 0.6, 4.6), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    for j, name in enumerate(names):
+        series = [h.get(name) for h in monitor.history]
+        lo = min((s.hist_edges[0] for s in series if s and s.hist_edges), default=0.0)
+        hi = max((s.hist_edges[-1] for s in series if s and s.hist_edges), default=1.0)
+        grid = np.linspace(lo, hi, bins + 1)
+        image = np.zeros((bins, len(steps)))
+        for k, s in enumerate(series):
+            if s and s.hist_counts:
+                image[:, k] = rebin(np.asarray(s.hist_counts, float), np.asarray(s.hist_edges, float), grid)
+        ax = axes[0][j]
+        ax.imshow(np.log1p(image), origin="lower", aspect="auto", cmap="viridis",
+                  extent=(steps[0] - 0.5, steps[-1] + 0.5, lo, hi) if len(steps) > 1 else (-0.5, 0.5, lo, hi))
+        ax.set_title(name if len(name) <= 16 else "…" + name[-15:], fontsize=8)
+        ax.tick_params(labelsize=7)
+        stds = [s.act_std if s else np.nan for s in series]
+        axes[1][j].plot(steps, stds, "o-" if len(steps) < 30 else "-", color="C1", ms=2)
+        if all(v > 0 for v in stds if np.isfinite(v)):
+            axes[1][j].set_yscale("log")
+        axes[1][j].tick_params(labelsize=7)
+        axes[1][j].set_xlabel("step", fontsize=8)
+        if j == 0:
+            ax.set_ylabel("activation", fontsize=8)
+            axes[1][j].set_ylabel("std", fontsize=8)
+    fig.suptitle(title or "activations during training", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+    return fig
+
+
+def rebin(counts: np.ndarray, edges: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Counts of a histogram re-binned onto ``grid`` edges (uniform density inside each original bin);
+    the total inside the common range is preserved."""
+    cum = np.concatenate([[0.0], np.cumsum(counts)])
+    at = np.interp(grid, edges, cum, left=0.0, right=cum[-1])
+    return np.diff(at)
+
+
+def _save(fig: Any, path: str | Path | None) -> None:
+    if path is None:
+        return
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p, dpi=120, bbox_inches="tight")
