@@ -56,6 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="initlab-probe", help="output folder (default ./initlab-probe)")
     p.add_argument("--no-html", action="store_true", help="skip the HTML reports")
     p.add_argument("--check", action="store_true", help="exit with status 1 when any init is unhealthy")
+    p.add_argument("--theory", action="store_true",
+                   help="add the predicted per-layer std (initlab.theory.propagate) next to the measured one")
     p.set_defaults(func=run)
 
 
@@ -110,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     specs = args.init or ["default"]
     results = {}
+    predictions = {}
     written: list[Path] = []
     for spec in specs:
         model = build_model(args, ds)
@@ -123,6 +126,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"== init {label} ==")
         print(result.table())
         print()
+        if args.theory:
+            from initlab.theory import compare, propagate
+
+            predictions[label] = propagate(model, x, input_var=float(x.var()), input_mean=float(x.mean()))
+            comparison = compare(predictions[label], result)
+            print(comparison.table())
+            print()
+            text += "\n\n" + comparison.table(color=False)
         (out / f"{name}.txt").write_text(text + "\n")
         result.to_json(out / f"{name}.json")
         written += [out / f"{name}.txt", out / f"{name}.json"]
@@ -133,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
     fig = plot_activations(results, out / "activations.png",
                            title=f"activations per layer: {what} on {data_desc} (batch {len(x)})")
     plt.close(fig)
-    fig = plot_profile(results, out / "profile.png", title=f"signal propagation: {what} on {data_desc}")
+    fig = plot_profile(results, out / "profile.png", title=f"signal propagation: {what} on {data_desc}",
+                       theory=predictions or None)
     plt.close(fig)
     written += [out / "activations.png", out / "profile.png"]
     if not args.no_html and len(results) > 1:

@@ -186,13 +186,20 @@ def _column_title(label: str, result: Any) -> str:
 
 
 def plot_profile(results: Any, path: str | Path | None = None, *, layers: Any = "chain", title: str | None = None,
-                 figsize: tuple[float, float] = (9.0, 3.6)) -> Any:
+                 figsize: tuple[float, float] = (9.0, 3.6), theory: Any = None) -> Any:
     """Std per layer of the forward activations and of the backward gradients (log scale), one line per result.
 
     ``layers``: "chain" (default: the Linear/Conv outputs the depth verdicts read; all parametrized layers
-    when there are fewer than two), "outputs", "all" or a list of names.
+    when there are fewer than two), "outputs", "all" or a list of names. ``theory``: a
+    ``{label: Prediction}`` mapping (from :func:`initlab.theory.propagate`, or one Prediction when there is one
+    result): each prediction is drawn dashed, in its result's colour, next to the measurement
+    (matched through :func:`initlab.compare`).
     """
     items = as_results(results)
+    if theory is not None and not isinstance(theory, dict):
+        theory = {items[0][0]: theory} if len(items) == 1 else None
+        if theory is None:
+            raise ValueError("theory must be a {label: Prediction} dict when several results are drawn")
     plt = _plt()
     fig, (ax_f, ax_b) = plt.subplots(1, 2, figsize=figsize)
     names: list[str] = []
@@ -208,6 +215,13 @@ def plot_profile(results: Any, path: str | Path | None = None, *, layers: Any = 
         bwd = np.array([_pos(s.grad_std) for s in pts])
         ax_f.plot(x, fwd, "o-", color=f"C{k}", label=label or None, ms=3)
         ax_b.plot(x, bwd, "o-", color=f"C{k}", label=label or None, ms=3)
+        if theory and label in theory:
+            from initlab.theory.compare import compare
+
+            rows = {(row.name, row.direction): row.predicted for row in compare(theory[label], r)}
+            for ax, direction in ((ax_f, "forward"), (ax_b, "backward")):
+                pred = np.array([_pos(rows.get((s.name, direction), np.nan)) for s in pts])
+                ax.plot(x, pred, "--", color=f"C{k}", alpha=0.8, label=f"{label} (theory)" if label else "theory")
         if len(pts) > len(names):
             names = [s.name for s in pts]
     for ax, what in ((ax_f, "activation std (forward)"), (ax_b, "gradient std (backward)")):
