@@ -53,7 +53,7 @@ def _inputs(args: argparse.Namespace):
     import numpy as np
     import torch
 
-    from initlab.cli.init import _parse_shape
+    from initlab.cli.init import parse_shape
 
     if args.data is not None:
         with np.load(args.data) as f:
@@ -71,7 +71,7 @@ def _inputs(args: argparse.Namespace):
         return xt, None
     if args.labels:
         raise ValueError("--labels needs --data (synthetic inputs have no labels)")
-    shape = _parse_shape(args.input_shape)
+    shape = parse_shape(args.input_shape)
     if args.batch is not None:
         shape = (args.batch, *shape[1:])
     gen = torch.Generator().manual_seed(args.seed)

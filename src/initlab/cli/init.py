@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _parse_shape(text: str) -> tuple[int, ...]:
+def parse_shape(text: str) -> tuple[int, ...]:
     try:
         dims = tuple(int(t) for t in text.replace("x", ",").split(",") if t.strip())
     except ValueError:
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_factory(args.target)
     example = None
     if args.input_shape:
-        shape = _parse_shape(args.input_shape)
+        shape = parse_shape(args.input_shape)
         example = torch.randn(shape, generator=torch.Generator().manual_seed(0))
     report = init_model(model, args.scheme, example_inputs=example, seed=args.seed, residual=args.residual,
                         output=args.output, bias=args.bias)
