@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from initlab.cli.init import parse_shape, load_factory
+    from initlab.cli.init import load_factory, parse_shape
     from initlab.datainit.lsuv import lsuv
 
     if args.batch < 1:
