@@ -16,8 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/initlab list
-	$(VENV)/bin/initlab show he_normal --shape 256 512
+	$(VENV)/bin/initlab experiment activations --out initlab-results
 
 test: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks

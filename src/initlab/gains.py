@@ -154,7 +154,7 @@ ALIASES = {
 ACTIVATION_NAMES = tuple(sorted(set(_FUNCS) | set(ALIASES)))
 
 # nn.Module classes -> (canonical name, attribute holding the parameter)
-_MODULES: dict[type, tuple[str, str | None]] = {
+ACTIVATION_MODULES: dict[type, tuple[str, str | None]] = {
     nn.Identity: ("linear", None),
     nn.ReLU: ("relu", None),
     nn.LeakyReLU: ("leaky_relu", "negative_slope"),
@@ -233,9 +233,9 @@ def is_activation(obj: Any) -> bool:
         key = obj.lower()
         return ALIASES.get(key, key) in _FUNCS
     if isinstance(obj, nn.Module):
-        return type(obj) in _MODULES
+        return type(obj) in ACTIVATION_MODULES
     if isinstance(obj, type):
-        return obj in _MODULES
+        return obj in ACTIVATION_MODULES
     try:
         return obj in _FUNCTIONS
     except TypeError:
@@ -264,11 +264,11 @@ def resolve_activation(act: Any, param: float | None = None) -> Activation:
             )
         return _named(key, param)
     if isinstance(act, type) and issubclass(act, nn.Module):
-        if act in _MODULES:
+        if act in ACTIVATION_MODULES:
             return resolve_activation(act())
         raise ValueError(f"nonlinearity class {act.__name__} is not a known activation; pass an instance")
-    if isinstance(act, nn.Module) and type(act) in _MODULES:
-        name, attr = _MODULES[type(act)]
+    if isinstance(act, nn.Module) and type(act) in ACTIVATION_MODULES:
+        name, attr = ACTIVATION_MODULES[type(act)]
         value = getattr(act, attr) if attr else None
         if isinstance(value, torch.Tensor):
             value = float(value.detach().float().mean())

@@ -20,13 +20,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from initlab.gains import _MODULES, resolve_activation
+from initlab.gains import ACTIVATION_MODULES, resolve_activation
 
 __all__ = ["mlp", "cnn", "resnet", "transformer", "activation_module", "Lambda", "BasicBlock"]
 
 # canonical activation name -> (module class, constructor keyword of its parameter)
 _MODULE_FOR: dict[str, tuple[type[nn.Module], str | None]] = {}
-for _cls, (_name, _attr) in _MODULES.items():
+for _cls, (_name, _attr) in ACTIVATION_MODULES.items():
     if _name not in _MODULE_FOR and _name != "linear":
         _MODULE_FOR[_name] = (_cls, _attr if _attr not in ("weight",) else "init")
 

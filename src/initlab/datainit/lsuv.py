@@ -43,7 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from initlab.datainit._common import Snapshot, call_args, check_finite, progress_bar, quiet
+from initlab.datainit._common import Snapshot, call_args, check_finite, quiet
+from initlab.progress import progress_bar
 
 RESCALED_KINDS = ("linear", "conv", "conv_transpose", "attention")
 

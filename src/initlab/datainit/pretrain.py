@@ -25,8 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from initlab.datainit._common import Snapshot, check_finite, layer_input, progress_bar, quiet
+from initlab.datainit._common import Snapshot, check_finite, layer_input, quiet
 from initlab.datainit.rbm import Learned, train_autoencoder, train_rbm
+from initlab.progress import progress_bar
 
 METHODS = ("rbm", "dae", "ae")
 VISIBLE = ("auto", "bernoulli", "gaussian")
