@@ -96,7 +96,8 @@ def test_gelu_and_custom_activations_warn_about_the_length_map():
             return x * torch.sigmoid(1.5 * x)
 
     for act, label in ((nn.GELU(), "gelu"), (Swishy(), "custom:Swishy")):
-        net = nn.Sequential(nn.Linear(32, 32), act, nn.Linear(32, 32), act, nn.Linear(32, 2))
+        # a deep MLP (20 hidden layers), as the acceptance asks
+        net = nn.Sequential(*[m for _ in range(20) for m in (nn.Linear(32, 32), act)], nn.Linear(32, 2))
         report = init_model(net, seed=0)
         act_in = report.graph.layer("2").act_in
         assert str(act_in) == label
@@ -110,8 +111,8 @@ def test_gelu_and_custom_activations_warn_about_the_length_map():
         g = variance_gain(report.graph.layer("2").act_in)
         assert f"gain={g!r}" in report["2.weight"].initializer
     for act in (nn.ReLU(), nn.Tanh()):
-        report = init_model(nn.Sequential(nn.Linear(8, 8), act, nn.Linear(8, 8), act, nn.Linear(8, 1)), seed=0)
-        assert report.warnings == []
+        net = nn.Sequential(*[m for _ in range(20) for m in (nn.Linear(8, 8), act)], nn.Linear(8, 1))
+        assert init_model(net, seed=0).warnings == []
     # GELU applied to LayerNorm outputs acts on re-standardized samples each time: nothing accumulates
     normed = nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8), nn.GELU(), nn.Linear(8, 8), nn.LayerNorm(8), nn.GELU(),
                            nn.Linear(8, 1))
@@ -289,7 +290,8 @@ def test_scheme_specs_rules_output_and_bias():
 def test_symmetric_scheme_is_refused_unless_allowed():
     net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 1))
     snap = snapshot(net)
-    with pytest.raises(ValueError, match=r"identical across units.*0\.weight, 2\.weight, 4\.weight"):
+    # the output layer (4.weight) may start symmetric; the hidden ones may not
+    with pytest.raises(ValueError, match=r"identical across units.*: 0\.weight, 2\.weight\. Use"):
         init_model(net, "zeros", seed=0)
     with pytest.raises(ValueError, match=r"symmetry.*: 2\.weight"):
         init_model(net, seed=0, rules=[("2.weight", "constant(0.3)")])
@@ -514,3 +516,33 @@ def test_cli_init_errors(factory_module, capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("initlab init: error:") and message in err
+
+
+def test_output_layer_may_start_at_zero_through_a_rule_but_hidden_layers_may_not():
+    net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3))
+    init_model(net, seed=0, rules=[("4.weight", "zeros")])
+    assert torch.all(net[4].weight == 0) and net[2].weight.std() > 0
+    snap = snapshot(net)
+    with pytest.raises(ValueError, match=r"symmetry\): 2.weight"):
+        init_model(net, seed=0, rules=[("2.weight", "zeros")])
+    assert same(net, snap)
+
+
+def test_fixup_on_the_resnet_and_the_transformer():
+    from test_graph import ResNet
+
+    net = ResNet()
+    report = init_model(net, seed=0, residual="fixup")
+    # the branch's weight layers end with a BatchNorm: fixup zeroes the last weight layer and warns about norms
+    assert any("without normalization" in w for w in report.warnings)
+    for block in (net.b1, net.b2):
+        assert torch.all(block.skip.weight == 0) and block.shortcut.weight.std() > 0
+        assert torch.all(block.identity.weight == 1)
+    x = torch.randn(2, 5, 16, generator=torch.Generator().manual_seed(1))
+    tf = transformer(2)
+    report = init_model(tf, seed=0, example_inputs=x, residual="fixup")
+    n = len(report.graph.branches)
+    for layer in tf.layers:
+        # attention branch: in_proj scaled by L^(-1/(2m-2)) with m = 2, out_proj zero; MLP branch likewise
+        assert torch.all(layer.self_attn.out_proj.weight == 0) and torch.all(layer.linear2.weight == 0)
+    assert report["layers.0.linear1.weight"].expected_std == pytest.approx(1 / math.sqrt(16) * n ** (-1 / 2))

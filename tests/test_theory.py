@@ -115,6 +115,7 @@ def test_linear_rule_exact_for_known_weights():
     lp = propagate(net, input_var=4.0, input_mean=1.0).layers[0]
     assert lp.forward_var == pytest.approx(10 * 0.25 * 4.0)
     assert lp.forward_mean == pytest.approx(10 * 0.5 * 1.0 + 0.25)
+    assert lp.forward_second_moment == pytest.approx(10 * 0.25 * 4.0 + (10 * 0.5 * 1.0 + 0.25) ** 2)
     # backward through the single layer: the cotangent at its output has unit variance
     assert lp.grad_var == pytest.approx(1.0)
 

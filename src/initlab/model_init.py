@@ -640,8 +640,10 @@ def init_model(
             untouched[name] = ("not used in the forward pass that was traced" if graph.method != "modules"
                                else "not inside a module that initlab recognises")
 
+    # the output layer may start symmetric (zeros: Bengio 2012); only hidden units need their symmetry broken
     bad = [pl.name for pl in plans.values() if pl.role in ("weight", "input", "recurrent", "embedding", "rule")
-           and pl.node.index >= 0 and pl.param.dim() >= 2 and (pl.ini.symmetric or pl.factor == 0.0)]
+           and pl.name != out_weight and pl.node.index >= 0 and pl.param.dim() >= 2
+           and (pl.ini.symmetric or pl.factor == 0.0)]
     if bad and not allow_symmetric:
         raise ValueError(f"these hidden weights would be identical across units, so gradient descent could never "
                          f"tell the units apart (symmetry): {', '.join(bad)}. Use a random initializer, or pass "

@@ -13,7 +13,7 @@ example's output with respect to that example's input:
 * exactly (``torch.func.jacrev`` then ``torch.linalg.svdvals``) when the Jacobian is small
   (``in_dim * out_dim <= 2**24`` entries) or ``k >= min(in_dim, out_dim)``;
 * otherwise the ``k`` largest singular values by a randomized range finder (Halko, Martinsson & Tropp
-  2011) with two power iterations, using only Jacobian-vector and vector-Jacobian products
+  2011) with four power iterations, using only Jacobian-vector and vector-Jacobian products
   (``torch.func.jvp`` / ``vjp``), so the Jacobian is never formed.
 
 Each example is run on its own (batch of one), in the model's current mode, under a forked RNG; the

@@ -93,7 +93,8 @@ _S_SPREAD = 0.1  # unit stds with a coefficient of variation up to this share on
 class LayerPrediction:
     """Predicted statistics of one parametrized layer's output (the pre-activation for Linear/Conv).
 
-    ``forward_mean``, ``forward_var`` / ``forward_std``: over the output's elements (units and examples);
+    ``forward_mean``, ``forward_var`` / ``forward_std``, ``forward_second_moment``: over the output's elements
+    (units and examples);
     ``grad_var`` / ``grad_std``: second moment / RMS of the loss gradient at the output, for a
     unit-variance cotangent at the model's output; ``reliable``: False when a gap lies on the path;
     ``normalized``: the output feeds a normalization layer directly (Linear -> BatchNorm).
@@ -109,6 +110,11 @@ class LayerPrediction:
     reliable: bool = True
     note: str = ""
     normalized: bool = False  # its output goes straight into a normalization layer
+
+    @property
+    def forward_second_moment(self) -> float:
+        """``E[h^2] = var + mean^2`` of the output (the quantity the length map propagates)."""
+        return self.forward_var + self.forward_mean**2
 
 
 @dataclass
