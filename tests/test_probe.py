@@ -13,7 +13,16 @@ from torch import nn
 
 import initlab
 from initlab.probing.health import HealthError, Thresholds, fit_factor
-from initlab.probing.stats import TensorAccumulator, input_stats, symmetric_groups
+from initlab.probing.stats import (
+    GradAccumulator,
+    TensorAccumulator,
+    grad_summaries,
+    input_stats,
+    summaries,
+    symmetric_groups,
+    weight_summaries,
+    weight_summary,
+)
 
 
 def _init(net: nn.Module, std: float, gen: torch.Generator, bias: float = 0.0) -> nn.Module:
@@ -60,7 +69,8 @@ def test_stats_match_direct_computation(gen):
         s = r[name]
         ref = t.detach().double()
         assert s.count == t.numel()
-        assert s.act_mean == pytest.approx(ref.mean().item(), rel=1e-6, abs=1e-9)
+        # float32 partial sums: error ~1e-7 log n of sum |x|, so a mean near 0 is checked on the values' scale
+        assert s.act_mean == pytest.approx(ref.mean().item(), rel=1e-6, abs=1e-6 * ref.abs().mean().item())
         assert s.act_std == pytest.approx(ref.std(correction=0).item(), rel=1e-6)
         assert s.act_min == pytest.approx(ref.min().item()) and s.act_max == pytest.approx(ref.max().item())
         assert s.frac_zero == pytest.approx((ref == 0).double().mean().item())
@@ -162,6 +172,130 @@ def test_symmetric_groups_and_input_stats(gen):
     s = input_stats(x)
     assert s.mean == pytest.approx(x.double().mean().item()) and s.features == 12
     assert s.feature_std_max == pytest.approx(x.double().reshape(100, -1).std(0, correction=0).max().item())
+
+
+def _unit_reference(x: torch.Tensor, unit_dim: int) -> dict[str, float]:
+    ref = x.double()
+    per_unit = ref.movedim(unit_dim, -1).reshape(-1, ref.shape[unit_dim])
+    return {"mean": ref.mean().item(), "std": ref.std(correction=0).item(), "min": ref.min().item(),
+            "max": ref.max().item(), "dead": int((per_unit.amax(0) <= 0).sum())}
+
+
+def test_summaries_of_many_accumulators_match_each_alone(gen):
+    # one batch mixes: 2-D and conv layouts, both dead rules, a unit count of 1, two calls with different
+    # layouts (pooled by Chan's formula) and a call with non-finite values; each summary must equal the
+    # summary of that accumulator alone and the direct computation
+    a = TensorAccumulator(bins=16, unit_dim=-1, dead_rule="nonpositive")
+    xa = torch.randn(33, 7, generator=gen) * 2 - 1
+    xa[:, 3] = -xa[:, 3].abs()  # never positive: dead
+    a.update(xa)
+    b = TensorAccumulator(bins=16, unit_dim=1)
+    xb = torch.randn(5, 4, 3, 3, generator=gen) + 3
+    b.update(xb)
+    c = TensorAccumulator(bins=16, unit_dim=-1)
+    xc1, xc2 = torch.randn(10, 6, generator=gen), torch.randn(4, 9, generator=gen) * 0.5
+    c.update(xc1)
+    c.update(xc2)
+    d = TensorAccumulator(bins=16, unit_dim=None)
+    xd = torch.randn(21, generator=gen)
+    d.update(xd)
+    e = TensorAccumulator(bins=16)
+    xe = torch.randn(6, 5, generator=gen)
+    xe[2, 2] = math.nan
+    e.update(xe)
+    together = summaries([a, b, c, d, e])
+    assert together == [acc.summary() for acc in (a, b, c, d, e)]
+    ra, rb = _unit_reference(xa, 1), _unit_reference(xb, 1)
+    rc = _unit_reference(torch.cat([xc1.reshape(-1), xc2.reshape(-1)]), 0)
+    for s, r in ((together[0], ra), (together[1], rb), (together[2], rc), (together[3], _unit_reference(xd, 0))):
+        assert s["act_mean"] == pytest.approx(r["mean"], rel=1e-6, abs=1e-7)
+        assert s["act_std"] == pytest.approx(r["std"], rel=1e-6)
+        assert (s["act_min"], s["act_max"]) == pytest.approx((r["min"], r["max"]))
+    assert together[0]["dead_units"] == 1 and together[0]["units"] == 7 and together[1]["units"] == 4
+    assert together[2]["units"] == 6  # the layout with the most values gives the per-unit statistics
+    assert together[4]["n_nonfinite"] == 1 and together[4]["act_mean"] == pytest.approx(
+        xe[torch.isfinite(xe)].double().mean().item(), rel=1e-6)
+    assert summaries([]) == []
+
+
+def test_symmetric_outputs_are_found_among_near_equal_means(gen):
+    x = torch.randn(64, 40, generator=gen)
+    x[:, 7] = x[:, 3]  # an identical pair
+    x[:, 20] = x[:, 3] + 1e-9 * torch.randn(64, generator=gen).sign()  # a mean within rtol, other outputs
+    x[:, 20] = x[:, 20][torch.randperm(64, generator=gen)]  # same values, so the same mean and std, shuffled
+    acc = TensorAccumulator()
+    acc.update(x)
+    assert acc.summary()["symmetric_units"] == 2  # 3 and 7; 20 differs in its golden-weighted sum
+    other = TensorAccumulator()
+    other.update(torch.randn(64, 40, generator=gen))
+    assert [s["symmetric_units"] for s in summaries([other, acc])] == [0, 2]
+
+
+@pytest.mark.parametrize("shape, bins", [((7, 9), 64), ((5, 3), 126), ((9, 11), 127), ((4, 6), 500)])
+def test_histogram_paths_match_numpy(gen, shape, bins):
+    # odd element counts (the paired int8 path counts the last value alone), the largest paired bin count,
+    # and the int16 path; a first call sets the range, a second one overflows it
+    x = torch.randn(*shape, generator=gen)
+    acc = TensorAccumulator(bins=bins)
+    acc.update(x)
+    s = acc.summary()
+    counts = np.histogram(x.numpy(), bins=np.asarray(s["hist_edges"]))[0]
+    assert s["hist_counts"] == counts.tolist() and s["hist_under"] == s["hist_over"] == 0
+    y = torch.randn(*shape, generator=gen) * 3
+    acc.update(y)
+    s = acc.summary()
+    both = np.concatenate([x.numpy().ravel(), y.numpy().ravel()])
+    edges = np.asarray(s["hist_edges"])
+    assert s["hist_under"] == int((both < edges[0]).sum()) and s["hist_over"] == int((both >= edges[-1]).sum())
+    # in range: np.histogram closes the last bin on the right, the accumulator counts that edge as overflow
+    inside = both[(both >= edges[0]) & (both < edges[-1])]
+    assert np.abs(np.asarray(s["hist_counts"]) - np.histogram(inside, bins=edges)[0]).sum() <= 2
+    assert sum(s["hist_counts"]) + s["hist_under"] + s["hist_over"] == both.size
+
+
+def test_histogram_of_values_far_from_zero(gen):
+    # mean 1e4, std 1e-2: offset + scale * x in float32 would lose whole bins; the accumulator subtracts first
+    x = 1e4 + torch.randn(200, 3, generator=gen) * 1e-2
+    acc = TensorAccumulator(bins=20)
+    acc.update(x)
+    s = acc.summary()
+    ref = np.histogram(x.double().numpy(), bins=np.asarray(s["hist_edges"]))[0]
+    assert np.abs(np.asarray(s["hist_counts"]) - ref).sum() <= 4 and sum(s["hist_counts"]) == x.numel()
+
+
+def test_weight_summaries_match_one_at_a_time(gen):
+    w1 = torch.randn(30, 12, generator=gen)
+    w1[17] = w1[4]  # two units with the same incoming weights (and the same bias below)
+    b1 = torch.zeros(30)
+    w2 = torch.randn(8, 5, 3, generator=gen).double()  # a conv weight in float64
+    w3 = torch.randn(6, 4, generator=gen)
+    w3[1, 1] = math.nan  # a row without a usable signature
+    w3[2] = w3[0]
+    g1, g3 = torch.randn(30, 12, generator=gen), torch.randn(6, 4, generator=gen)
+    norm = torch.rand(5, generator=gen) + 0.5
+    items = [(w1, g1, b1, 0), (w2, None, None, 0), (w3, g3, None, 0), (norm, torch.randn(5, generator=gen), None, None)]
+    together = weight_summaries(items)
+    # repr: NaN (the weight with a NaN has a NaN mean) compares equal to itself there
+    assert repr(together) == repr([weight_summary(w, g, bias=b, out_dim=o) for w, g, b, o in items])
+    assert [s.get("symmetric_units") for s in together] == [2, 0, 2, None]
+    assert together[0]["weight_std"] == pytest.approx(w1.double().std(correction=0).item(), rel=1e-6)
+    assert together[0]["weight_grad_std"] == pytest.approx(g1.double().std(correction=0).item(), rel=1e-6)
+    assert together[1]["weight_mean"] == pytest.approx(w2.mean().item(), rel=1e-9)
+    # std from float32 sums: mean^2 / var ~ 40 here amplifies their ~1e-7 rounding
+    assert together[3]["weight_std"] == pytest.approx(norm.double().std(correction=0).item(), rel=2e-5)
+    assert weight_summaries([]) == []
+
+
+def test_grad_summaries(gen):
+    accs = [GradAccumulator(), None, GradAccumulator()]
+    parts = [torch.randn(5, 4, generator=gen), torch.randn(3, 4, generator=gen) * 2]
+    for p in parts:
+        accs[0].update(p)
+    accs[2].update(torch.randn(7, generator=gen).half())  # half precision: summed in float32
+    out = grad_summaries(accs)
+    ref = torch.cat([p.reshape(-1) for p in parts]).double()
+    assert out[0] == pytest.approx((ref.mean().item(), ref.std(correction=0).item()), rel=1e-6)
+    assert out[1] == (None, None) and out[2][1] > 0 and GradAccumulator().summary() == (None, None)
 
 
 def test_functional_activation_gives_a_derived_record(gen):

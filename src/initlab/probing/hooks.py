@@ -32,7 +32,15 @@ from torch import nn
 from torch.utils import _pytree as pytree
 
 from initlab.gains import Activation
-from initlab.probing.stats import RELU_FAMILY, SATURATING, GradAccumulator, LayerStats, TensorAccumulator
+from initlab.probing.stats import (
+    RELU_FAMILY,
+    SATURATING,
+    GradAccumulator,
+    LayerStats,
+    TensorAccumulator,
+    grad_summaries,
+    summaries,
+)
 
 __all__ = ["Target", "select_targets", "Recorder", "first_tensor"]
 
@@ -279,12 +287,15 @@ class Recorder:
             if y is None or not (y.is_floating_point() or y.dtype == torch.bool):
                 return
             if target.recorded:
-                acc = self._acc(target, y)
+                name = target.name
+                acc = self.accs.get(name) or self._acc(target, y)
                 acc.update(y)
                 if self.grads and y.requires_grad:
-                    g = self.grad_accs.setdefault(target.name, GradAccumulator())
-                    self._tensor_handles.append(y.register_hook(_grad_hook(g)))
-                self._last = (tuple(y.shape), acc.unit_dim, target.is_output, target.name)
+                    g = self.grad_accs.get(name)
+                    if g is None:
+                        g = self.grad_accs[name] = GradAccumulator()
+                    self._tensor_handles.append(y.register_hook(g.update))
+                self._last = (tuple(y.shape), acc.unit_dim, target.is_output, name)
             for d in target.derived:
                 if d.name in self.failed:
                     continue
@@ -308,26 +319,15 @@ class Recorder:
     # -- results -------------------------------------------------------------------------------------
     def results(self) -> list[LayerStats]:
         """One :class:`LayerStats` per recorded point, in first-call order (weights not filled)."""
+        sums = summaries([self.accs[name] for name in self.order])
+        grads = grad_summaries([self.grad_accs.get(name) for name in self.order])
         out = []
-        for i, name in enumerate(self.order):
+        for i, (name, s, (g_mean, g_std)) in enumerate(zip(self.order, sums, grads)):
             t = self.meta[name]
-            s = self.accs[name].summary()
-            stats = LayerStats(name=name, kind=t.kind, activation=None if t.activation is None else str(t.activation),
-                               index=i, module_type=type(t.module).__name__, unit_dim=self.accs[name].unit_dim
-                               if self.accs[name].unit_dim is not None else -1, is_layer=t.is_layer,
-                               is_output=t.is_output, normalized=t.normalized)
-            for k, v in s.items():
-                setattr(stats, k, v)
-            stats.source = self.sources.get(name)
-            g = self.grad_accs.get(name)
-            if g is not None:
-                stats.grad_mean, stats.grad_std = g.summary()
-            out.append(stats)
+            unit_dim = self.accs[name].unit_dim
+            act = None if t.activation is None else str(t.activation)
+            out.append(LayerStats(name=name, kind=t.kind, activation=act, index=i, module_type=type(t.module).__name__,
+                                  unit_dim=unit_dim if unit_dim is not None else -1, is_layer=t.is_layer,
+                                  is_output=t.is_output, normalized=t.normalized, source=self.sources.get(name),
+                                  grad_mean=g_mean, grad_std=g_std, **s))
         return out
-
-
-def _grad_hook(acc: GradAccumulator):
-    def hook(grad: torch.Tensor) -> None:
-        acc.update(grad)
-
-    return hook

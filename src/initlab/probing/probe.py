@@ -28,7 +28,7 @@ from torch.utils import _pytree as pytree
 from initlab import sampling
 from initlab.probing.health import HealthError, Thresholds, Verdict, diagnose
 from initlab.probing.hooks import Recorder, Target, select_targets
-from initlab.probing.stats import InputStats, LayerStats, input_stats, weight_summary
+from initlab.probing.stats import InputStats, LayerStats, input_stats, weight_summaries
 
 __all__ = ["probe", "ProbeResult", "model_state", "restore_state", "layer_weights"]
 
@@ -221,11 +221,13 @@ class ProbeResult:
 
 def model_state(model: nn.Module) -> dict[str, Any]:
     """Everything a probe may touch: modes, buffers (copied), requires_grad flags and .grad references."""
-    params = list(dict.fromkeys(model.parameters()))
+    modules = list(model.modules())
+    # model.parameters() order without its generators and Tensor.__hash__: shared parameters once
+    params = list({id(p): p for m in modules for p in m._parameters.values() if p is not None}.values())
     return {
-        "training": [(m, m.training) for m in model.modules()],
+        "training": [(m, m.training) for m in modules],
         "buffers": [(m, name, b, None if b is None else b.detach().clone())
-                    for m in model.modules() for name, b in m._buffers.items()],
+                    for m in modules for name, b in m._buffers.items()],
         "requires_grad": [(p, p.requires_grad) for p in params],
         "grad": [(p, p.grad) for p in params],
     }
@@ -234,20 +236,25 @@ def model_state(model: nn.Module) -> dict[str, Any]:
 def restore_state(state: dict[str, Any]) -> None:
     """Put back what :func:`model_state` saved (the very same buffer and .grad tensor objects)."""
     for m, flag in state["training"]:
-        m.training = flag
+        if m.training != flag:  # nn.Module.__setattr__ is slow: set only what changed
+            m.training = flag
     with torch.no_grad():
         for m, name, obj, saved in state["buffers"]:
             m._buffers[name] = obj
             if obj is not None and saved is not None:
                 obj.copy_(saved)
     for p, flag in state["requires_grad"]:
-        p.requires_grad_(flag)
+        if p.requires_grad is not flag:
+            p.requires_grad_(flag)
     for p, g in state["grad"]:
-        p.grad = g
+        if p.grad is not g:
+            p.grad = g
 
 
-def _devices(model: nn.Module, tensors: list[torch.Tensor]) -> list[int]:
-    devs = {t.device for t in [*model.parameters(), *model.buffers(), *tensors]}
+def _devices(state: dict[str, Any], tensors: list[torch.Tensor]) -> list[int]:
+    """CUDA devices of the model's parameters and buffers and of the inputs (their RNGs are forked)."""
+    devs = {t.device for t in (*(p for p, _ in state["grad"]), *(b for _, _, b, _ in state["buffers"] if b is not None),
+                               *tensors)}
     return sorted(d.index or 0 for d in devs if d.type == "cuda")
 
 
@@ -403,7 +410,7 @@ def probe(model: nn.Module, inputs: Any, targets: torch.Tensor | None = None, *,
                 else t, (args, kwargs))
             wrt = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor) and t.requires_grad]
         recorder.attach()
-        with torch.random.fork_rng(devices=_devices(model, tensors)), torch.enable_grad():
+        with torch.random.fork_rng(devices=_devices(state, tensors)), torch.enable_grad():
             output = model(*args, **kwargs)
             outs = [t for t in pytree.tree_leaves(output)
                     if isinstance(t, torch.Tensor) and t.is_floating_point() and t.requires_grad]
@@ -437,19 +444,20 @@ def probe(model: nn.Module, inputs: Any, targets: torch.Tensor | None = None, *,
         restore_state(state)
     stats = recorder.results()
     by_name = {t.name: t for t in targets_list}
+    layers_w, items = [], []
     for s in stats:
         t = by_name.get(s.name)
         if t is None or not t.is_layer or not t.recorded:
             continue
         w, b, out_dim = layer_weights(model, t)
-        if w is None:
-            continue
-        ws = weight_summary(w, grads.get(id(w)), bias=b, out_dim=out_dim)
-        sym = ws.pop("symmetric_units", 0)
-        s.symmetric_units = max(s.symmetric_units, sym)
+        if w is not None:
+            layers_w.append(s)
+            items.append((w, grads.get(id(w)), b, out_dim))
+    for s, ws in zip(layers_w, weight_summaries(items)):  # all layers at once: a few operations in total
+        s.symmetric_units = max(s.symmetric_units, ws.pop("symmetric_units", 0))
         for k, v in ws.items():
             setattr(s, k, v)
-    del grads
+    del grads, items
     notes = [f"{name}: not recorded ({why})" for name, why in recorder.failed.items()]
     if graph.method == "modules":
         notes.append("functional activations and residual branches were not visible to the tracer")
