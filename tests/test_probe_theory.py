@@ -15,9 +15,11 @@ def test_probe_cli_theory_writes_comparison(tmp_path, capsys):
                "--init", "he_normal", "--out", str(tmp_path), "--theory", "--no-html"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "theory vs measurement" in out
+    header = next(line for line in out.splitlines() if line.startswith("layer"))
+    assert header.split()[:7] == ["layer", "kind", "act", "mean", "std", "std", "pred"]
+    assert "grad pred" in header
     text = (tmp_path / "he_normal.txt").read_text()
-    assert "fwd pred" in text and "grad ratio" in text
+    assert "std pred" in text and "grad pred" in text
     assert (tmp_path / "profile.png").stat().st_size > 10_000
 
 

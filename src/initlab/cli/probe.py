@@ -122,18 +122,14 @@ def run(args: argparse.Namespace) -> int:
         label = "torch default" if spec == "default" else spec
         results[label] = result
         name = slug(spec)
-        text = result.table(color=False)
-        print(f"== init {label} ==")
-        print(result.table())
-        print()
         if args.theory:
-            from initlab.theory import compare, propagate
+            from initlab.theory import propagate
 
             predictions[label] = propagate(model, x, input_var=float(x.var()), input_mean=float(x.mean()))
-            comparison = compare(predictions[label], result)
-            print(comparison.table())
-            print()
-            text += "\n\n" + comparison.table(color=False)
+        text = result.table(color=False, theory=predictions.get(label))
+        print(f"== init {label} ==")
+        print(result.table(theory=predictions.get(label)))
+        print()
         (out / f"{name}.txt").write_text(text + "\n")
         result.to_json(out / f"{name}.json")
         written += [out / f"{name}.txt", out / f"{name}.json"]

@@ -106,8 +106,13 @@ class ProbeResult:
         return depth_chain(self.layers)
 
     # -- output --------------------------------------------------------------------------------------
-    def table(self, color: bool | None = None, *, verdicts: bool = True) -> str:
-        """A terminal table, one row per recorded point, followed by the verdicts."""
+    def table(self, color: bool | None = None, *, verdicts: bool = True, theory: Any = None) -> str:
+        """A terminal table, one row per recorded point, followed by the verdicts.
+
+        ``theory``: a :class:`initlab.theory.Prediction` for the same model; adds the predicted forward std
+        and gradient std (``std pred``, ``grad pred``, matched by :func:`initlab.compare`) next to the
+        measured ones.
+        """
         from initlab.report.table import Column, fmt_number, fmt_percent, render
 
         flagged: dict[str, str] = {}
@@ -135,6 +140,12 @@ class ProbeResult:
             Column("weight_std", "w std"),
             Column("grad_weight_ratio", "gw/w"),
         ]
+        if theory is not None:
+            from initlab.theory.compare import compare
+
+            predicted = {(row.name, row.direction): row.predicted for row in compare(theory, self)}
+            cols.insert(5, Column(lambda s: predicted.get((s.name, "forward")), "std pred"))
+            cols.insert(-2, Column(lambda s: predicted.get((s.name, "backward")), "grad pred"))
         head = f"probe: batch {self.batch_size}, backward by {self.backward}"
         if self.loss is not None:
             head += f" (loss {fmt_number(self.loss, 4)})"
