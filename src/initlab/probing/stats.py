@@ -148,11 +148,7 @@ class LayerStats:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LayerStats:
         """Inverse of :meth:`to_dict` (unknown keys are ignored, so older files still load)."""
-        names = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in names}
-        if "shape" in kwargs:
-            kwargs["shape"] = tuple(kwargs["shape"])
-        return cls(**kwargs)
+        return _from_dict(cls, data)
 
 
 @dataclass
@@ -189,11 +185,16 @@ class InputStats:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InputStats:
-        names = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in names}
-        if "shape" in kwargs:
-            kwargs["shape"] = tuple(kwargs["shape"])
-        return cls(**kwargs)
+        return _from_dict(cls, data)
+
+
+def _from_dict(cls: type, data: Mapping[str, Any]) -> Any:
+    """A dataclass from its ``to_dict`` (unknown keys ignored; ``shape`` back to a tuple)."""
+    names = {f.name for f in fields(cls)}
+    kwargs = {k: v for k, v in data.items() if k in names}
+    if "shape" in kwargs:
+        kwargs["shape"] = tuple(kwargs["shape"])
+    return cls(**kwargs)
 
 
 # --------------------------------------------------------------------------------------------------
