@@ -56,7 +56,20 @@ def test_show_too_few_dims_is_a_clear_error(capsys):
     assert "at least 2 dims" in capsys.readouterr().err
 
 
-def test_help_lists_every_command():
+COMMANDS = ["list", "show", "init", "probe", "doctor", "theory", "lsuv", "experiment"]
+
+
+def test_help_lists_every_command_with_one_line_help():
     out = subprocess.run([sys.executable, "-m", "initlab", "--help"], capture_output=True, text=True, check=True).stdout
-    for command in ("list", "show", "init"):
-        assert command in out
+    listed = out.split("positional arguments:")[1].split("options:")[0]
+    for command in COMMANDS:
+        assert f"\n    {command} " in listed or f"\n    {command}\n" in listed, command
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_help_has_an_example(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "example" in out.lower() and f"initlab {command}" in out.split("example")[-1]

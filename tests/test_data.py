@@ -108,3 +108,38 @@ def test_bad_inputs(tmp_path):
         data.load(str(bad))
     with pytest.raises(TypeError, match="name"):
         data.load(3)
+
+
+def test_npz_test_arrays_are_checked(tmp_path):
+    bad = tmp_path / "bad.npz"
+    x, y = np.zeros((6, 3)), np.array([0, 1, 2, 0, 1, 2])
+    np.savez(bad, x=x, y=y, x_test=np.zeros((2, 4)), y_test=np.array([0, 1]))
+    with pytest.raises(ValueError, match="'x_test' must be"):
+        data.load(str(bad), standardize=False)
+    np.savez(bad, x=x, y=y, x_test=np.zeros((2, 3)), y_test=np.array([0, -1]))
+    with pytest.raises(ValueError, match=">= 0"):
+        data.load(str(bad))
+    np.savez(bad, x=x, y=y, x_test=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="go together"):
+        data.load(str(bad))
+
+
+def test_missing_optional_package_names_the_extra(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_sklearn(name, *args, **kwargs):
+        if name.startswith("sklearn"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    data._raw.cache_clear()
+    monkeypatch.setattr(builtins, "__import__", no_sklearn)
+    monkeypatch.delitem(__import__("sys").modules, "sklearn.datasets", raising=False)
+    try:
+        with pytest.raises(ImportError, match=r"scikit-learn.*pip install 'initlab\[data\]'"):
+            data.load("digits")
+    finally:
+        monkeypatch.undo()
+        data._raw.cache_clear()

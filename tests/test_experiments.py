@@ -46,7 +46,7 @@ def test_activations(tmp_path, capsys):
         assert abs(factors[sigma] - target) <= 0.1, (sigma, factors[sigma])
     assert r["verdict"]["reproduced"]
     out = capsys.readouterr().out
-    assert "std L1" in out and "REPRODUCED" in out
+    assert "std L1" in out and "-> REPRODUCED" in out
 
 
 @pytest.mark.slow

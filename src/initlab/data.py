@@ -72,7 +72,7 @@ def _require(module: str, package: str):
 
     try:
         return importlib.import_module(module)
-    except ImportError as exc:  # pragma: no cover - depends on the environment
+    except ImportError as exc:
         raise ImportError(f"dataset needs the optional package {package!r}: {_EXTRA_HINT}") from exc
 
 
@@ -120,19 +120,24 @@ def _load_npz(path: str) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.n
             raise ValueError(f"{path!r} must hold arrays 'x' and 'y' (missing {missing}; has {f.files})")
         x, y = np.asarray(f["x"]), np.asarray(f["y"])
         test = None
-        if "x_test" in f.files and "y_test" in f.files:
+        if ("x_test" in f.files) != ("y_test" in f.files):
+            raise ValueError(f"{path!r}: 'x_test' and 'y_test' go together (has {f.files})")
+        if "x_test" in f.files:
             test = (np.asarray(f["x_test"], np.float32), np.asarray(f["y_test"]))
     if x.ndim < 2 or y.ndim != 1 or len(x) != len(y):
         raise ValueError(
             f"{path!r}: 'x' must be (n, features...) and 'y' (n,) labels; got x {x.shape}, y {y.shape}"
         )
+    if test is not None and (test[0].shape[1:] != x.shape[1:] or test[1].ndim != 1 or len(test[0]) != len(test[1])):
+        raise ValueError(f"{path!r}: 'x_test' must be (m, {', '.join(map(str, x.shape[1:]))}) and 'y_test' (m,); "
+                         f"got x_test {test[0].shape}, y_test {test[1].shape}")
     for arr in (y,) + ((test[1],) if test else ()):
         if not np.issubdtype(arr.dtype, np.integer) and not np.all(arr == np.round(arr)):
             raise ValueError(f"{path!r}: labels 'y' must be integer class ids")
     y = y.astype(np.int64)
     if test is not None:
         test = (test[0], test[1].astype(np.int64))
-    if y.min() < 0:
+    if y.min() < 0 or (test is not None and len(test[1]) and test[1].min() < 0):
         raise ValueError(f"{path!r}: labels must be >= 0")
     return x.astype(np.float32), y, test
 
