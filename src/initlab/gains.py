@@ -67,7 +67,6 @@ def expect(fn: Callable[[torch.Tensor], torch.Tensor], std: float | np.ndarray =
     with torch.no_grad():
         vals = fn(grid)
     vals = vals.detach().to(torch.float64).numpy()
-    vals = np.where(np.isfinite(vals), vals, 0.0) if not np.all(np.isfinite(vals)) else vals
     out = vals @ w
     return float(out) if np.ndim(out) == 0 else out
 
@@ -331,11 +330,6 @@ def gain(nonlinearity: Any = "linear", param: float | None = None, *, rule: str 
         raise ValueError(f"rule must be one of {', '.join(RULES)}; got {rule!r}")
     act = resolve_activation(nonlinearity, param)
     if rule == "torch":
-        if act.name == "leaky_relu" and isinstance(nonlinearity, str):
-            slope = 0.01 if param is None else param
-            if isinstance(slope, bool) or not isinstance(slope, (int, float)):
-                raise ValueError(f"negative_slope {slope} not a valid number")
-            return math.sqrt(2.0 / (1 + slope**2))
         if act.name in _TORCH_TABLE:
             return _TORCH_TABLE[act.name]
         if act.name == "leaky_relu":

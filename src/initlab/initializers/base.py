@@ -137,12 +137,15 @@ class Initializer:
         dims = shape_of(shape)
         _check_float_dtype(dtype)
         self._check_shape(dims)
+        return self._values(dims, dtype, device, generator)
+
+    def _values(self, dims: tuple[int, ...], dtype: torch.dtype, device: Any,
+                generator: torch.Generator | None) -> torch.Tensor:
+        """Draw (in the sampling precision), finish (cast) and place; the checks are the caller's."""
         if math.prod(dims) == 0:
             return torch.empty(dims, dtype=dtype, device=device)
-        values = self._draw(dims, sampling.compute_dtype(dtype), device, generator)
-        values = self._finish(values, dtype)
-        target = torch.device(device) if device is not None else values.device
-        return values.to(target)
+        values = self._finish(self._draw(dims, sampling.compute_dtype(dtype), device, generator), dtype)
+        return values.to(torch.device(device) if device is not None else values.device)
 
     def init_(self, tensor: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """Fill ``tensor`` in place and return it. Meta and empty tensors are returned unchanged."""
@@ -153,7 +156,7 @@ class Initializer:
         self._check_shape(dims)
         if tensor.is_meta or tensor.numel() == 0:
             return tensor
-        values = self.sample(dims, dtype=tensor.dtype, device=tensor.device, generator=generator)
+        values = self._values(dims, tensor.dtype, tensor.device, generator)
         with torch.no_grad():
             tensor.copy_(values)
         return tensor

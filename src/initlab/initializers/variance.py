@@ -113,14 +113,6 @@ class _Preset(VarianceScaling):
                             f"fan options are {sorted(FAN_DEFAULTS)}")
         VarianceScaling.__init__(self, scale, mode, distribution, **fan_options)
 
-    @classmethod
-    def _defaults(cls) -> dict[str, Any]:
-        import inspect
-
-        sig = inspect.signature(cls.__init__)
-        own = {p.name: p.default for p in list(sig.parameters.values())[1:] if p.kind != p.VAR_KEYWORD}
-        return {**own, **FAN_DEFAULTS}
-
 
 def _scale_from_gain(gain: Any) -> float:
     g = resolve_gain(gain)
