@@ -292,9 +292,9 @@ def _is_elementwise_module(module: nn.Module) -> bool:
     t = torch.linspace(-3.0, 3.0, 12).reshape(2, 6)
     t2 = t.clone()
     t2.view(-1)[1:] += 0.37
-    try:
+    try:  # forward, not __call__: no hook (the tracer's or the user's) may see this probe
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            y, y2 = module(t.clone()), module(t2.clone())
+            y, y2 = module.forward(t.clone()), module.forward(t2.clone())
     except Exception:  # noqa: BLE001 - any failure means "not an elementwise map on plain tensors"
         return False
     if not (isinstance(y, torch.Tensor) and isinstance(y2, torch.Tensor)) or y.shape != t.shape:
@@ -565,8 +565,8 @@ def _build_hooks(model: nn.Module, example_inputs: Any) -> _Builder:
     def pre(mod, a, k):
         rt.depth += 1
 
-    def post(mod, a, k, out):
-        if rt.depth == 1:  # classify while still "inside" so probing a custom module is not recorded
+    def post(mod, a, k, out=None):
+        if rt.depth == 1 and out is not None:  # classify while still "inside" so probing a custom module is not recorded
             rt.produce(out, b.module_op(names[id(mod)], mod, rt.refs((a, k))))
         rt.depth -= 1
 
@@ -574,7 +574,8 @@ def _build_hooks(model: nn.Module, example_inputs: Any) -> _Builder:
     handles = []
     for m in leaves.values():
         handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
-        handles.append(m.register_forward_hook(post, with_kwargs=True))
+        # always_call: a module whose forward raises (and is caught by the model) must still close its call
+        handles.append(m.register_forward_hook(post, with_kwargs=True, always_call=True))
     training = {m: m.training for m in model.modules()}
     buffers = {n: t.detach().clone() for n, t in model.named_buffers()}
     try:
