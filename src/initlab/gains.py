@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,20 +82,46 @@ class Activation:
     name: str
     param: float | None = None
     fn: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda x: x, compare=False, repr=False)
+    # a gate: the product of independent factors a(z1) * b(z2) (SwiGLU, GeGLU, squeeze-excitation)
+    factors: tuple[Activation, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def is_linear(self) -> bool:
         return self.name == "linear"
 
+    @property
+    def is_gate(self) -> bool:
+        return bool(self.factors)
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.fn(x)
 
-    def second_moment(self, std: float = 1.0) -> float:
-        """``E[f(std * z)^2]``."""
+    def second_moment(self, std: Any = 1.0) -> Any:
+        """``E[f(std * z)^2]``; for a gate ``prod_i E[f_i(std * z_i)^2]`` (independent factors)."""
+        if self.factors:
+            return math.prod(f.second_moment(std) for f in self.factors)
         return expect(lambda x: self.fn(x) ** 2, std)
 
     def __str__(self) -> str:
         return self.name if self.param is None else f"{self.name}({self.param:g})"
+
+
+def gate(factors: Sequence[Activation]) -> Activation:
+    """The activation of a product of independent factors ``f_1(z_1) * f_2(z_2)``, ``z_i ~ N(0, 1)``.
+
+    Its second moment is the product of the factors' (quadrature over both), which is what the layer
+    reading the product needs: SwiGLU ``silu(g) * u`` has ``E[silu(z)^2] * 1``.
+
+    >>> g = gate([resolve_activation("silu"), resolve_activation(None)])
+    >>> str(g), round(variance_gain(g), 4) == round(variance_gain(resolve_activation("silu")), 4)
+    ('gate(silu*linear)', True)
+    """
+    factors = tuple(factors)
+
+    def fn(x: torch.Tensor) -> torch.Tensor:  # the same input to every factor: a stand-in for plots only
+        return math.prod((f.fn(x) for f in factors[1:]), start=factors[0].fn(x))
+
+    return Activation(f"gate({'*'.join(str(f) for f in factors)})", None, fn, factors)
 
 
 def _leaky(slope: float) -> Callable[[torch.Tensor], torch.Tensor]:

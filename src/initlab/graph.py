@@ -83,18 +83,20 @@ Example
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
-from initlab.gains import METHOD_NAMES, Activation, is_activation, resolve_activation
+from initlab.gains import METHOD_NAMES, Activation, gate, is_activation, resolve_activation
 
-__all__ = ["trace", "Graph", "LayerNode", "Branch", "Op", "LAYER_KINDS", "OP_KINDS", "layer_kind", "canon_name"]
+__all__ = ["trace", "Graph", "LayerNode", "Branch", "Op", "Use", "USE_KINDS", "LAYER_KINDS", "OP_KINDS", "layer_kind",
+           "canon_name"]
 
 LAYER_KINDS = ("linear", "conv", "conv_transpose", "norm", "embedding", "rnn", "attention", "other")
 OP_KINDS = ("input", "layer", "activation", "add", "mul", "norm", "pool", "dropout", "flatten", "reshape",
@@ -173,6 +175,33 @@ class Op:
     params: list[str] = field(default_factory=list)  # parameters used directly by a function call
 
 
+UseKind = Literal["matmul", "conv", "embedding", "norm", "mul", "add", "concat", "other"]
+USE_KINDS: tuple[str, ...] = get_args(UseKind)
+
+
+@dataclass(eq=False)
+class Use:
+    """One use of a parameter by a function call seen at run time (hooks pass; see :func:`trace`).
+
+    ``how`` is what the call does with it (``USE_KINDS``); for a matrix product ``in_axis`` / ``out_axis``
+    are the weight's axes that meet the input's features and that make the output's; ``normalized``: the
+    other operand of a product was normalized (per-row or per-channel mean square 1): the parameter is a
+    norm gain; ``after`` is what produced the other operand of an addition (a ``"norm"`` gain, a
+    ``"matmul"``/``"conv"``: a bias); ``module`` is the innermost module running the call; ``op`` the
+    graph op the call belongs to (a module call or a function call at the top level), when known.
+    """
+
+    param: str
+    how: str
+    module: str = ""
+    in_axis: int | None = None
+    out_axis: int | None = None
+    normalized: bool = False
+    after: str | None = None
+    op: int | None = None
+    func: str = ""
+
+
 @dataclass(eq=False)
 class LayerNode:
     """A parametrized layer (see the module docstring)."""
@@ -215,6 +244,10 @@ class Graph:
     branches: list[Branch]
     method: str
     fallback_reason: str | None = None
+    # runtime uses of every parameter (canonical name -> uses), when a forward pass was run (hooks)
+    uses: dict[str, list[Use]] = field(default_factory=dict)
+    # every name of a parameter reachable under several names (tied weights): canonical -> all names
+    aliases: dict[str, list[str]] = field(default_factory=dict)
 
     def layer(self, name: str) -> LayerNode:
         """The layer with qualified module name ``name``."""
@@ -373,7 +406,9 @@ class _Builder:
                 self.param_owner.setdefault(id(p), mname)
         for pname, p in model.named_parameters():
             self.param_name[id(p)] = pname
+        self.param_owner_name = {self.param_name[k]: v for k, v in self.param_owner.items() if k in self.param_name}
         self.layer_modules: dict[str, nn.Module] = {}  # name -> module, first-call order
+        self.uses: list[Use] = []
 
     def add(self, name: str, kind: str, module: nn.Module | None, target: Any, inputs: list[int], *,
             activation: Activation | None = None, layer: str | None = None, replay: Any = None,
@@ -454,8 +489,15 @@ def _build_fx(model: nn.Module) -> _Builder:
                 kind = "layer"
             replay = _fx_replay(node, index, consts) if elementwise else None
             name = target if isinstance(target, str) else canon_name(target)
+            for k, p in enumerate(params):  # no values in fx: what the function does with it, by its kind
+                use = _classify_use(canon_name(target), p, k, params, [], None, {})
+                use.param, use.module, use.func = b.param_name.get(id(p), ""), b.param_owner.get(id(p), ""), name
+                b.uses.append(use)
             index[node] = b.add(node.name, kind, None, name if node.op == "call_method" else target, ins,
                                 activation=act, layer=layer, replay=replay, elementwise=elementwise, params=params)
+            for use in b.uses:
+                if use.op is None and use.func == name:
+                    use.op = index[node]
     return b
 
 
@@ -479,6 +521,74 @@ def _fx_replay(node: torch.fx.Node, index: dict, consts: dict) -> Callable[[dict
 # ---- hooks (runtime dataflow)
 
 
+_MATMUL_NAMES = {"linear", "addmm", "mm", "matmul", "bmm", "baddbmm", "addmv", "mv", "einsum", "bilinear"}
+
+
+def _normalized(x: torch.Tensor, p: torch.Tensor) -> bool:
+    """True when ``x`` (multiplied by ``p``) is normalized over the axes ``p`` spans: every row's mean square
+    over them is 1 (LayerNorm / RMSNorm), or every channel's over the others (BatchNorm in training)."""
+    if x.is_meta or not x.is_floating_point() or x.numel() < 2 or p.dim() == 0 or p.dim() > x.dim():
+        return False
+    feat = [x.dim() - p.dim() + i for i, n in enumerate(p.shape) if n > 1]
+    if not feat or any(x.shape[d] != p.shape[d - x.dim() + p.dim()] for d in feat):
+        return False
+    xd = x.detach().double()
+    rows = xd.pow(2).mean(dim=feat).sqrt()
+    if bool(((rows - 1).abs() < 0.05).all()):
+        return True
+    rest = [d for d in range(x.dim()) if d not in feat]
+    if not rest or math.prod(x.shape[d] for d in rest) < 2:
+        return False
+    chans = xd.var(dim=rest, unbiased=False).sqrt()
+    return bool(((chans - 1).abs() < 0.05).all())
+
+
+def _matmul_axes(name: str, p: torch.Tensor, data: list[torch.Tensor], out: torch.Tensor | None
+                 ) -> tuple[int | None, int | None]:
+    """(in_axis, out_axis) of a 2-D weight in a matrix product, from the shapes seen at run time."""
+    if p.dim() != 2:
+        return None, None
+    fit = []
+    for x in data:
+        if x.dim() == 0 or out is None or out.dim() == 0:
+            continue
+        for i_ax, o_ax in ((1, 0), (0, 1)):
+            if x.shape[-1] == p.shape[i_ax] and out.shape[-1] == p.shape[o_ax]:
+                fit.append((i_ax, o_ax))
+    fit = list(dict.fromkeys(fit))
+    if len(fit) == 1:
+        return fit[0]
+    if name in ("linear", "bilinear"):  # square weights: the function's own convention
+        return 1, 0
+    return (0, 1) if fit else (None, None)
+
+
+def _classify_use(name: str, p: torch.Tensor, k: int, params: list[torch.Tensor], data: list[torch.Tensor],
+                  out: torch.Tensor | None, tags: dict[int, str]) -> Use:
+    """What a call named ``name`` does with its ``k``-th parameter ``p`` (``Use.param`` etc. set by the caller)."""
+    kind = _NAME_KINDS.get(name)
+    if kind == "norm":  # F.layer_norm(x, shape, weight, bias): the first parameter scales, the second shifts
+        return Use("", "norm") if k == 0 else Use("", "add", after="norm")
+    if name.startswith("conv"):
+        return Use("", "conv") if p.dim() >= 3 else Use("", "add", after="conv")
+    if name in ("embedding", "embedding_bag"):
+        return Use("", "embedding")
+    if name in _MATMUL_NAMES:
+        if p.dim() >= 2:
+            i_ax, o_ax = _matmul_axes(name, p, data, out)
+            return Use("", "matmul", in_axis=i_ax, out_axis=o_ax)
+        return Use("", "add", after="matmul")
+    if kind == "concat":
+        return Use("", "concat")
+    others = [t for t in data if t.dim() > 0] + [t for t in params if t is not p]
+    if name in ("mul", "truediv"):
+        return Use("", "mul", normalized=any(_normalized(x, p) for x in others if x.shape != p.shape or x.dim() > 1))
+    if name in ("add", "sub"):
+        return Use("", "add", after=next((tags[id(x)] for x in others if id(x) in tags), None))
+    return Use("", "other")
+
+
+
 class _Ref:
     __slots__ = ("index",)
 
@@ -494,18 +604,58 @@ class _Recorder(torch.overrides.TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if self.rt.depth == 0:
-            self.rt.record_function(func, args, kwargs, out)
+        op = self.rt.record_function(func, args, kwargs, out) if not self.rt.stack else None
+        self.rt.record_uses(func, args, kwargs, out, op)
         return out
 
 
 class _Runtime:
     def __init__(self, b: _Builder):
         self.b = b
-        self.depth = 0
+        self.stack: list[str] = []  # the leaf modules running now (hooks)
         self.producer: dict[int, int] = {}
         self.alive: list[torch.Tensor] = []  # keeps ids unique while tracing
         self.counts: dict[str, int] = {}
+        self.uses: list[Use] = []
+        self.open_uses: list[Use] = []  # uses inside the running leaf module: their op comes with its post hook
+        self.tags: dict[int, str] = {}  # id(tensor) -> "norm" / "matmul" / "conv": what produced it
+        self.views: dict[int, nn.Parameter] = {}  # id(tensor) -> the parameter it is a reshaped view of
+
+    def record_uses(self, func: Any, args: tuple, kwargs: dict, out: Any, op: int | None) -> None:
+        """Record how each parameter among the call's arguments is used (any depth: inside leaf modules too)."""
+        leaves = pytree.tree_leaves((args, kwargs))
+        name = canon_name(func)
+        params = [self.views.get(id(t), t) for t in leaves if isinstance(t, nn.Parameter) or id(t) in self.views]
+        result = out if isinstance(out, torch.Tensor) else None
+        if params and result is not None and (_NAME_KINDS.get(name) == "reshape" or func is operator.getitem):
+            self.views[id(result)] = params[0]  # cls_token.expand(n, -1, -1): still the parameter, reshaped
+            self.alive.append(result)
+            return
+        if not params:
+            if result is not None and _NAME_KINDS.get(name) == "norm":
+                self._tag(result, "norm")
+            return
+        data = [t for t in leaves if isinstance(t, torch.Tensor) and not isinstance(t, nn.Parameter)
+                and id(t) not in self.views]
+        module = self.stack[-1] if self.stack else self.b.param_owner.get(id(params[0]), "")
+        tag = None
+        for k, p in enumerate(params):
+            pname = self.b.param_name.get(id(p))
+            if pname is None:
+                continue
+            use = _classify_use(name, p, k, params, data, result, self.tags)
+            use.param, use.module, use.op, use.func = pname, module, op, name
+            if use.how in ("matmul", "conv", "norm") or (use.how == "mul" and use.normalized):
+                tag = "norm" if use.how in ("norm", "mul") else use.how
+            self.uses.append(use)
+            if op is None:
+                self.open_uses.append(use)
+        if tag is not None and result is not None:
+            self._tag(result, tag)
+
+    def _tag(self, t: torch.Tensor, tag: str) -> None:
+        self.tags[id(t)] = tag
+        self.alive.append(t)
 
     def refs(self, tree: Any) -> list[int]:
         return [self.producer[id(t)] for t in pytree.tree_leaves(tree)
@@ -517,9 +667,9 @@ class _Runtime:
                 self.producer[id(t)] = op
                 self.alive.append(t)
 
-    def record_function(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+    def record_function(self, func: Any, args: tuple, kwargs: dict, out: Any) -> int | None:
         if not any(isinstance(t, torch.Tensor) for t in pytree.tree_leaves(out)):
-            return
+            return None
         ins = self.refs((args, kwargs))
         params = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, nn.Parameter)]
         kind, act, elementwise = _function_op_kind(func, args, kwargs)
@@ -542,6 +692,7 @@ class _Runtime:
         op = self.b.add(f"{base}_{n}" if n else base, kind, None, func, ins, activation=act, layer=layer,
                         replay=replay, constant=not ins and layer is None, elementwise=elementwise, params=params)
         self.produce(out, op)
+        return op
 
 
 def _build_hooks(model: nn.Module, example_inputs: Any) -> _Builder:
@@ -563,12 +714,17 @@ def _build_hooks(model: nn.Module, example_inputs: Any) -> _Builder:
             rt.produce(t, b.add(f"input_{i}" if i else "input", "input", None, "input", []))
 
     def pre(mod, a, k):
-        rt.depth += 1
+        rt.stack.append(names[id(mod)])
 
     def post(mod, a, k, out=None):
-        if rt.depth == 1 and out is not None:  # classify while still "inside" so probing a custom module is not recorded
-            rt.produce(out, b.module_op(names[id(mod)], mod, rt.refs((a, k))))
-        rt.depth -= 1
+        if len(rt.stack) == 1 and out is not None:  # classify while still "inside": probes are not recorded
+            op = b.module_op(names[id(mod)], mod, rt.refs((a, k)))
+            rt.produce(out, op)
+            for use in rt.open_uses:
+                use.op = op
+        if len(rt.stack) == 1:
+            rt.open_uses = []
+        rt.stack.pop()
 
     names = {id(m): n for n, m in leaves.items()}
     handles = []
@@ -587,6 +743,7 @@ def _build_hooks(model: nn.Module, example_inputs: Any) -> _Builder:
             raise ValueError(f"example_inputs: the forward pass used to trace the model failed "
                              f"({type(exc).__name__}: {exc})") from exc
         b.add("output", "output", None, "output", rt.refs(out))
+        b.uses = rt.uses
     finally:
         for h in handles:
             h.remove()
@@ -615,9 +772,34 @@ def _build_modules(model: nn.Module) -> _Builder:
 # Analysis: activations, feeders, residual branches
 
 
+def _kinds_from_uses(b: _Builder) -> dict[str, str]:
+    """Layer kinds of modules initlab does not know, from how they use their own parameters at run time:
+    a weight in a matrix product makes a "linear" layer (GPT-2's Conv1D), a gain on a normalized tensor a
+    "norm" (LlamaRMSNorm, T5LayerNorm)."""
+    seen: dict[str, set[str]] = {}
+    for use in b.uses:
+        if b.param_owner_name.get(use.param) == use.module:
+            how = "norm" if use.how == "mul" and use.normalized else use.how
+            seen.setdefault(use.module, set()).add(how)
+    out = {}
+    for name, hows in seen.items():
+        module = b.modules.get(name)
+        if module is None or layer_kind(module) != "other":
+            continue
+        for how, kind in (("matmul", "linear"), ("conv", "conv"), ("embedding", "embedding"), ("norm", "norm")):
+            if how in hows:
+                out[name] = kind
+                break
+    return out
+
+
 def _analyse(b: _Builder, method: str, reason: str | None) -> Graph:
     ops = b.ops
     n = len(ops)
+    kinds = _kinds_from_uses(b)
+    for op in ops:
+        if op.module is not None and kinds.get(op.layer or "") == "norm":
+            op.kind = "norm"
     data_in = [[j for j in op.inputs if not ops[j].constant] for op in ops]
     # a parametrized activation (PReLU) stays elementwise: the next layer's act_in is the PReLU
     boundary = [op.kind in ("input", "output", "norm", "concat") or (op.layer is not None and op.kind != "activation")
@@ -671,11 +853,17 @@ def _analyse(b: _Builder, method: str, reason: str | None) -> Graph:
         for j in data_in[op.index]:
             consumers[j].append(op.index)
 
+    def factor(j: int) -> Activation:
+        """The activation from a unit-variance source (layer, norm, data) to op j's output."""
+        return LINEAR if boundary[j] else composed(j)
+
     def act_in(i: int) -> Activation | None:
         ins = data_in[i]
         if not ins:
             return None
         src = ins[0]
+        if ops[src].kind == "mul" and boundary[src] and len(data_in[src]) == 2:
+            return gate([factor(j) for j in data_in[src]])  # a(x) * sigmoid(g(x)), SwiGLU, GeGLU
         if boundary[src]:
             return None if ops[src].kind == "input" else LINEAR
         if ops[root[src]].kind == "input" and composed(src).is_linear:
@@ -759,12 +947,20 @@ def _analyse(b: _Builder, method: str, reason: str | None) -> Graph:
         containing = [br for br in branches if name in br.layers]
         inner = min(containing, key=lambda br: len(br.layers)).id if containing else None
         nodes.append(LayerNode(
-            name=name, module=module, kind=layer_kind(module), index=idx, act_in=act_in(i), act_out=act_out(i),
+            name=name, module=module, kind=kinds.get(name) or layer_kind(module), index=idx, act_in=act_in(i),
+            act_out=act_out(i),
             inputs=list(dict.fromkeys(x for j in data_in[i] for x in feeders[j])), branch=inner,
             last_in_branch=any(br.last == name for br in branches), op=i,
         ))
-    _assign_params(nodes, ops)
-    return Graph(b.model, nodes, ops, branches, method, reason)
+    _assign_params(nodes, ops, b)
+    uses: dict[str, list[Use]] = {}
+    for use in b.uses:
+        uses.setdefault(use.param, []).append(use)
+    aliases: dict[str, list[str]] = {}
+    for pname, p in b.model.named_parameters(remove_duplicate=False):
+        aliases.setdefault(b.param_name[id(p)], []).append(pname)
+    return Graph(b.model, nodes, ops, branches, method, reason, uses,
+                 {k: v for k, v in aliases.items() if len(v) > 1})
 
 
 def _compose(ops: list[Op], members: list[int], r: int, end: int, data_in: list[list[int]]) -> Activation:
@@ -799,27 +995,30 @@ def _compose(ops: list[Op], members: list[int], r: int, end: int, data_in: list[
     except Exception:  # noqa: BLE001 - constants that do not broadcast, non-replayable ops
         acts = [ops[k].activation for k in members if ops[k].activation is not None]
         return acts[-1] if acts else LINEAR
+    if torch.allclose(y.abs(), probe.abs(), atol=1e-12) and torch.allclose(y, -y.flip(0), atol=1e-12):
+        return LINEAR  # x, -x (rotate_half in rotary embeddings): the second moment is unchanged
     return Activation("custom:" + "∘".join(reversed(names)), None, fn)
 
 
-def _assign_params(nodes: list[LayerNode], ops: list[Op]) -> None:
+def _assign_params(nodes: list[LayerNode], ops: list[Op], b: _Builder) -> None:
     """A layer called as a module owns its whole subtree's parameters (minus those of layers inside it,
     e.g. none for MultiheadAttention, whose out_proj is never called); a module traced through owns only
     its direct parameters."""
     layer_names = {nd.name for nd in nodes}
     for nd in nodes:
         prefix = f"{nd.name}." if nd.name else ""
+        # canonical names: a tied weight (lm_head.weight is wte.weight) is listed under its first name
         if nd.op is None or ops[nd.op].module is None:
-            nd.params = [prefix + n for n, _ in nd.module.named_parameters(recurse=False)]
+            nd.params = [b.param_name[id(p)] for _, p in nd.module.named_parameters(recurse=False)]
             continue
         owned = []
-        for pname, _ in nd.module.named_parameters():
+        for pname, p in nd.module.named_parameters(remove_duplicate=False):
             parts = pname.split(".")[:-1]
             sub = [prefix + ".".join(parts[:k]) for k in range(1, len(parts) + 1)]
             if any(s in layer_names for s in sub):
                 continue
-            owned.append(prefix + pname)
-        nd.params = owned
+            owned.append(b.param_name[id(p)])
+        nd.params = list(dict.fromkeys(owned))
 
 
 # --------------------------------------------------------------------------------------------------
