@@ -467,6 +467,7 @@ def _build_fx(model: nn.Module) -> _Builder:
     b = _Builder(model)
     index: dict[torch.fx.Node, int] = {}
     consts: dict[torch.fx.Node, Any] = {}
+    views: dict[torch.fx.Node, nn.Parameter] = {}
     for node in fx_graph.nodes:
         ins = [index[n] for n in node.all_input_nodes if n in index]
         if node.op == "placeholder":
@@ -483,13 +484,16 @@ def _build_fx(model: nn.Module) -> _Builder:
             target = node.target
             args = tuple(a for a in node.args)
             kind, act, elementwise = _function_op_kind(target, args, dict(node.kwargs))
-            params = [consts[n] for n in node.all_input_nodes if isinstance(consts.get(n), nn.Parameter)]
+            params = [views[n] if n in views else consts[n] for n in node.all_input_nodes
+                      if n in views or isinstance(consts.get(n), nn.Parameter)]
+            if params and kind == "reshape":  # cls_token.expand(n, -1, -1): the parameter, reshaped
+                views[node] = params[0]
             layer = b.param_layer(params)
             if layer is not None and kind not in ("activation", "norm"):
                 kind = "layer"
             replay = _fx_replay(node, index, consts) if elementwise else None
             name = target if isinstance(target, str) else canon_name(target)
-            for k, p in enumerate(params):  # no values in fx: what the function does with it, by its kind
+            for k, p in enumerate(params if node not in views else []):  # no values in fx: by the function
                 use = _classify_use(canon_name(target), p, k, params, [], None, {})
                 use.param, use.module, use.func = b.param_name.get(id(p), ""), b.param_owner.get(id(p), ""), name
                 b.uses.append(use)
@@ -499,6 +503,22 @@ def _build_fx(model: nn.Module) -> _Builder:
                 if use.op is None and use.func == name:
                     use.op = index[node]
     return b
+
+
+def _opaque_leaves(b: _Builder) -> list[str]:
+    """Leaf modules called in the fx graph that own parameters and are not torch's own layer types: fx does not
+    see inside them, so how they use their parameters needs a forward pass."""
+    return [op.target for op in b.ops if op.module is not None and op.layer is not None
+            and not type(op.module).__module__.startswith("torch.")]
+
+
+def _add_leaf_uses(b: _Builder, run: _Builder) -> None:
+    """Take the runtime uses inside the fx graph's leaf modules from a hooks pass ``run``."""
+    module_ops = {op.target: op.index for op in b.ops if op.module is not None}
+    for use in run.uses:
+        if use.module in module_ops and b.param_owner_name.get(use.param) == use.module:
+            use.op = module_ops[use.module]
+            b.uses.append(use)
 
 
 def _fx_replay(node: torch.fx.Node, index: dict, consts: dict) -> Callable[[dict[int, Any]], Any]:
@@ -627,6 +647,8 @@ class _Runtime:
         name = canon_name(func)
         params = [self.views.get(id(t), t) for t in leaves if isinstance(t, nn.Parameter) or id(t) in self.views]
         result = out if isinstance(out, torch.Tensor) else None
+        if result is None and not any(isinstance(t, torch.Tensor) for t in pytree.tree_leaves(out)):
+            return  # self.weight.dtype, .shape, .numel(): reading the parameter, not using its values
         if params and result is not None and (_NAME_KINDS.get(name) == "reshape" or func is operator.getitem):
             self.views[id(result)] = params[0]  # cls_token.expand(n, -1, -1): still the parameter, reshaped
             self.alive.append(result)
@@ -1039,10 +1061,13 @@ def trace(model: nn.Module, example_inputs: Any = None) -> Graph:
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     try:
         b = _build_fx(model)
-        return _analyse(b, "fx", None)
     except Exception as exc:  # noqa: BLE001 - any fx failure sends us to the fallback
         first = (str(exc).strip().splitlines() or [""])[0]
         reason = f"torch.fx could not trace the model ({type(exc).__name__}: {first[:200]})"
+    else:
+        if example_inputs is not None and _opaque_leaves(b):
+            _add_leaf_uses(b, _build_hooks(model, example_inputs))
+        return _analyse(b, "fx", None)
     if example_inputs is not None:
         b = _build_hooks(model, example_inputs)
         return _analyse(b, "hooks", reason)

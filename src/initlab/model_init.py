@@ -78,17 +78,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from initlab.gains import Activation, expect, variance_gain
-from initlab.graph import LINEAR, Graph, LayerNode, canon_name, trace
+from initlab.gains import Activation, variance_gain
+from initlab.graph import LINEAR, Graph, LayerNode, trace
 from initlab.initializers import GlorotUniform, He, Initializer, Normal, Ones, Orthogonal, Zeros, get
 from initlab.initializers.base import FanBased
+from initlab.semantics import MATRIX_KINDS, ParamInfo, Semantics, describe
 from initlab.shapes import Fans, fans
 
 __all__ = ["init_model", "InitReport", "InitEntry", "Untouched", "IncompleteInitError", "RESIDUAL_OPTIONS",
            "length_map_slope"]
 
 RESIDUAL_OPTIONS = (None, "zero_last", "gpt2", "fixup")
-WEIGHT_KINDS = ("linear", "conv", "conv_transpose", "attention", "embedding", "rnn")
 # slope of the length map above which "auto" cannot hold every sample's variance (see _activation_warnings)
 SLOPE_TOLERANCE = 0.01
 
@@ -117,10 +117,11 @@ class InitEntry:
     fans: Fans | None
     std: float | None
     expected_std: float | None = None
+    uses: str = ""  # every role the tensor serves (tied weights: several), from initlab.semantics
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in ("name", "layer", "layer_type", "kind", "role", "act_in", "act_out",
-                                           "initializer", "std", "expected_std")}
+                                           "initializer", "std", "expected_std", "uses")}
         d["shape"] = list(self.shape)
         d["fans"] = None if self.fans is None else {"fan_in": self.fans.fan_in, "fan_out": self.fans.fan_out,
                                                     "receptive_field": self.fans.receptive_field}
@@ -218,15 +219,19 @@ class _Plan:
     name: str
     param: nn.Parameter
     node: LayerNode
-    role: str  # weight, bias, norm, recurrent, input, output, residual_last, embedding, other
+    role: str  # weight, bias, norm, recurrent, input, output, residual_last, embedding, additive, rule, other
     ini: Initializer
     factor: float = 1.0
     blocks: int = 1
     post: Callable[[torch.Tensor], None] | None = None
     note: str = ""
     act_label: str | None = ""  # "" = the layer's act_in
+    info: ParamInfo | None = None
+    keep: bool = False  # reported, never drawn or assigned (layer scale: the model's own value)
 
     def describe(self) -> str:
+        if self.keep:
+            return "kept " + self.note
         s = repr(self.ini)
         if self.blocks > 1:
             s += f" per block (x{self.blocks})"
@@ -262,14 +267,19 @@ def _given(ini: Initializer, key: str) -> bool:
     return key in ini.to_config()
 
 
-def _adapt(ini: Initializer, node: LayerNode, pname: str) -> Initializer:
-    """Set layout / groups / chunks for this layer on a fan-based initializer, unless the spec set them."""
+def _adapt(ini: Initializer, node: LayerNode, pname: str, info: ParamInfo | None = None) -> Initializer:
+    """Set layout / groups / chunks for this layer on a fan-based initializer, unless the spec set them.
+
+    The layout comes from the semantics (the shapes of the matrix product seen at run time), so GPT-2's
+    Conv1D ``(in, out)`` weight gets its fans right with no rule."""
     if not isinstance(ini, FanBased):
         return ini
     changes: dict[str, Any] = {}
     module = node.module
-    if node.kind == "conv_transpose" and not _given(ini, "layout"):
-        changes["layout"] = "torch_transposed"
+    layout = info.layout if info is not None and info.layout is not None else (
+        "torch_transposed" if node.kind == "conv_transpose" else None)
+    if layout not in (None, "torch") and not _given(ini, "layout"):
+        changes["layout"] = layout
     if node.kind in ("conv", "conv_transpose") and getattr(module, "groups", 1) > 1 and not _given(ini, "groups"):
         changes["groups"] = module.groups
     if node.kind == "attention" and pname == "in_proj_weight" and not _given(ini, "chunks"):
@@ -296,70 +306,92 @@ def _rnn_gates(module: nn.Module) -> int:
     return 1
 
 
-def _auto_plans(node: LayerNode, params: dict[str, nn.Parameter], scheme: Initializer | None,
-                bias: Initializer, uses: dict[str, set[str]]) -> tuple[list[_Plan], list[tuple[str, str]]]:
-    """Plans for one layer's parameters (scheme None = "auto"), and (name, reason) for those left alone."""
-    plans: list[_Plan] = []
-    skipped: list[tuple[str, str]] = []
-    module, kind = node.module, node.kind
-    prefix = f"{node.name}." if node.name else ""
-    for full, p in params.items():
-        local = full[len(prefix):]
-        leaf = local.rsplit(".", 1)[-1]
+def _kept(info: ParamInfo) -> str:
+    return (f"as built (layer scale: a multiplier of the residual branch in {info.node.name or '<root>'}; "
+            "its value is the architecture's choice)")
 
-        def add(role: str, ini: Initializer, _full=full, _p=p, **kw: Any) -> None:
-            plans.append(_Plan(_full, _p, node, role, ini, **kw))
 
-        if kind == "norm":
-            add("norm", Ones() if leaf == "weight" else Zeros())
-        elif isinstance(module, nn.PReLU):
-            add("other", get(f"constant({float(getattr(module, 'init', 0.25))!r})"))
-        elif kind == "other" and uses.get(full) == {"add"}:
-            # a tensor added to the activations: a learned position embedding (BERT, GPT-2, ViT) or a bias
-            if p.dim() >= 2:
-                add("additive", Normal(std=0.02), note="(added to the activations: learned embedding)")
-            else:
-                add("bias", bias)
-        elif kind == "other":
-            skipped.append((full, f"{type(module).__name__} is not a layer type initlab knows, so the role of "
-                                  f"{leaf!r} is unknown; give it a rule, e.g. rules=[({full!r}, 'zeros')]"))
-        elif p.dim() < 2 or leaf.startswith("bias"):
-            if kind == "rnn" and _rnn_gates(module) == 4 and leaf.startswith("bias_ih") and scheme is None:
-                def forget_one(v: torch.Tensor, _h=p.shape[0] // 4) -> None:
-                    v[_h:2 * _h] = 1.0  # gate order i, f, g, o: bias_ih + bias_hh = 1 on the forget gate
+def _untouched_reason(info: ParamInfo, module: nn.Module) -> str:
+    """Why a parameter is left alone, with a hint that never proposes zeros for a multiplier."""
+    name = info.name
+    if info.role == "scale":
+        return (f"multiplies the signal in {type(module).__name__} (not a normalized tensor, not the end of a "
+                f"residual branch), so its value is kept; give it a rule if it needs one, e.g. "
+                f"rules=[({name!r}, 'ones')]")
+    return (f"{type(module).__name__} is not a layer type initlab knows and no use of {name.rsplit('.', 1)[-1]!r} "
+            f"was seen at run time (pass example_inputs so it can be), so its role is unknown; give it a rule, "
+            f"e.g. rules=[({name!r}, 'ones')] for a multiplier or 'zeros' for an additive term")
 
-                add("bias", bias, post=forget_one, note="+ forget-gate slice = 1")
-            else:
-                add("bias", bias)
-        elif kind == "rnn":
-            gates = _rnn_gates(module)
-            if scheme is not None:
-                add("weight", scheme)
-            elif leaf.startswith("weight_hh"):
-                add("recurrent", Orthogonal(), blocks=gates)
-            else:  # weight_ih_l*, weight_hr_l* (projection)
-                add("input", GlorotUniform(chunks=gates) if leaf.startswith("weight_ih") else GlorotUniform())
-        elif kind == "embedding":
-            ini = Normal(std=1.0) if scheme is None else scheme
-            pad = getattr(module, "padding_idx", None)
-            post = None
-            if pad is not None:
-                def post(v: torch.Tensor, _i=pad) -> None:
-                    v[_i] = 0.0
-            add("embedding", ini, post=post, note="(padding row zero)" if pad is not None else "")
-        else:  # linear, conv, conv_transpose, attention
-            # MultiheadAttention's out_proj reads a convex mix of values: no activation in between
-            gain = 1.0 if local.startswith("out_proj") else _gain_in(node)
-            label = "linear" if local.startswith("out_proj") else ""
-            if scheme is not None:
-                add("weight", _adapt(scheme, node, leaf), act_label=label)
-            elif kind == "conv_transpose":
-                stride = math.prod(getattr(module, "stride", (1,)))
-                add("weight", _adapt(He(distribution="normal", gain=gain * math.sqrt(stride), mode="fan_out"),
-                                     node, leaf))
-            else:
-                add("weight", _adapt(He(distribution="normal", gain=gain), node, leaf), act_label=label)
-    return plans, skipped
+
+def _weight_plan(info: ParamInfo, scheme: Initializer | None) -> _Plan:
+    """A matrix / kernel: "auto" gives Var(w) = 1 / (fan_in E[f(z)^2]) for the input activation f."""
+    node, p = info.node, info.param
+    local = _local(info)
+    out_proj = node.kind == "attention" and local.startswith("out_proj")
+    # MultiheadAttention's out_proj reads a convex mix of values: no activation in between
+    label = "linear" if out_proj else ""
+    if scheme is not None:
+        return _Plan(info.name, p, node, "weight", _adapt(scheme, node, local, info), act_label=label, info=info)
+    gain = 1.0 if out_proj else _gain_in(node)
+    if node.kind == "conv_transpose":
+        stride = math.prod(getattr(node.module, "stride", (1,)))
+        ini = He(distribution="normal", gain=gain * math.sqrt(stride), mode="fan_out")
+    else:
+        ini = He(distribution="normal", gain=gain)
+    return _Plan(info.name, p, node, "weight", _adapt(ini, node, local, info), act_label=label, info=info)
+
+
+def _local(info: ParamInfo) -> str:
+    prefix = f"{info.node.name}." if info.node.name else ""
+    return next((n[len(prefix):] for n in info.names if n.startswith(prefix)), info.name.rsplit(".", 1)[-1])
+
+
+def _role_plan(info: ParamInfo, scheme: Initializer | None, bias: Initializer) -> _Plan | str:
+    """The plan for one parameter from its role (scheme None = "auto"), or the reason it is left alone."""
+    node, p, role = info.node, info.param, info.role
+    module = node.module
+    leaf = _local(info).rsplit(".", 1)[-1]
+
+    def plan(plan_role: str, ini: Initializer, **kw: Any) -> _Plan:
+        return _Plan(info.name, p, node, plan_role, ini, info=info, **kw)
+
+    if role == "weight":
+        return _weight_plan(info, scheme)
+    if role == "norm_gain":
+        return plan("norm", Ones())
+    if role == "norm_bias":
+        return plan("norm", Zeros())
+    if role == "activation":
+        return plan("other", get(f"constant({float(getattr(module, 'init', 0.25))!r})"))
+    if role in ("position", "token"):
+        what = "learned embedding" if role == "position" else "token concatenated into the sequence"
+        return plan("additive", Normal(std=0.02), note=f"(added to the activations: {what})")
+    if role == "bias":
+        if node.kind == "rnn" and _rnn_gates(module) == 4 and leaf.startswith("bias_ih") and scheme is None:
+            def forget_one(v: torch.Tensor, _h=p.shape[0] // 4) -> None:
+                v[_h:2 * _h] = 1.0  # gate order i, f, g, o: bias_ih + bias_hh = 1 on the forget gate
+
+            return plan("bias", bias, post=forget_one, note="+ forget-gate slice = 1")
+        return plan("bias", bias)
+    if role == "recurrent":
+        return plan("weight", scheme) if scheme is not None else plan("recurrent", Orthogonal(),
+                                                                        blocks=_rnn_gates(module))
+    if role == "rnn_input":
+        if scheme is not None:
+            return plan("weight", scheme)
+        return plan("input", GlorotUniform(chunks=_rnn_gates(module)) if leaf.startswith("weight_ih")
+                    else GlorotUniform())
+    if role == "embedding":
+        pad = getattr(module, "padding_idx", None) if isinstance(module, nn.Embedding) else None
+        post = None
+        if pad is not None:
+            def post(v: torch.Tensor, _i=pad) -> None:
+                v[_i] = 0.0
+        return plan("embedding", Normal(std=1.0) if scheme is None else scheme, post=post,
+                    note="(padding row zero)" if pad is not None else "")
+    if role == "layer_scale":
+        return plan("layer_scale", Zeros(), keep=True, note=_kept(info))
+    return _untouched_reason(info, module)
 
 
 def _match_rule(rules: list[tuple[Any, Initializer]], name: str, owner: nn.Module, layer: nn.Module | None
@@ -392,41 +424,6 @@ def _check_rules(rules: Any) -> list[tuple[Any, Initializer]]:
     return out
 
 
-def _output_layer(graph: Graph) -> LayerNode | None:
-    """The last weight layer whose output reaches the graph output without another weight layer."""
-    out_ops = [op for op in graph.ops if op.kind == "output"]
-    if not out_ops:
-        return None
-    by_name = {n.name: n for n in graph.layers}
-    feeding: list[LayerNode] = []
-    seen: set[int] = set()
-    stack = list(out_ops[-1].inputs)
-    while stack:
-        i = stack.pop()
-        if i in seen:
-            continue
-        seen.add(i)
-        op = graph.ops[i]
-        if op.layer is not None and op.layer in by_name and by_name[op.layer].kind in WEIGHT_KINDS:
-            feeding.append(by_name[op.layer])
-            continue
-        stack.extend(op.inputs)
-    candidates = [n for n in feeding if n.kind in ("linear", "conv", "conv_transpose")]
-    return max(candidates, key=lambda n: n.index) if candidates else None
-
-
-def _weight_name(node: LayerNode) -> str | None:
-    """The parameter that carries a layer's output scale (zeroed / scaled by the residual options)."""
-    prefix = f"{node.name}." if node.name else ""
-    if node.kind == "attention":
-        candidate = prefix + "out_proj.weight"
-    elif node.kind in ("linear", "conv", "conv_transpose", "norm"):
-        candidate = prefix + "weight"
-    else:
-        return None
-    return candidate if candidate in node.params else None
-
-
 def _scaled(plan: _Plan, factor: float) -> None:
     """Multiply a plan's std by factor, through the initializer's gain when it has one."""
     if factor == 0.0:
@@ -456,22 +453,32 @@ def length_map_slope(act: Activation, h: float = 1e-3) -> float:
     (1.0, 1.144)
     """
     qs = np.array([1.0 - h, 1.0, 1.0 + h])
-    m = expect(lambda x: act.fn(x) ** 2, np.sqrt(qs))
+    m = act.second_moment(np.sqrt(qs))
     return float((m[2] - m[0]) / (2 * h * m[1]))
 
 
+def _nonlinear_in(node: LayerNode | None) -> bool:
+    return node is not None and node.kind in MATRIX_KINDS and node.act_in is not None and not node.act_in.is_linear
+
+
 def _activation_warnings(graph: Graph) -> list[str]:
-    groups: dict[str, tuple[Activation, list[str]]] = {}
-    kinds = {n.name: n.kind for n in graph.layers}
+    """The unstable-length-map warning, only where the drift compounds: some layer after the activation is fed
+    by a layer that itself read a nonlinearity, with no normalization between (not a pre-LN transformer or
+    ConvNeXt block, whose every block input is normalized)."""
+    groups: dict[str, tuple[Activation, list[str], list[bool]]] = {}
+    by_name = {n.name: n for n in graph.layers}
     for node in graph.layers:
         # an activation applied to a normalization's output acts on re-standardized samples: no drift builds up
-        after_norm = bool(node.inputs) and all(kinds.get(i) == "norm" for i in node.inputs)
-        if node.kind in ("linear", "conv", "conv_transpose", "attention") and node.act_in is not None \
-                and not node.act_in.is_linear and not after_norm:
+        after_norm = bool(node.inputs) and all(by_name[i].kind == "norm" for i in node.inputs if i in by_name)
+        if _nonlinear_in(node) and not after_norm:
             key = str(node.act_in)
-            groups.setdefault(key, (node.act_in, []))[1].append(node.name)
+            group = groups.setdefault(key, (node.act_in, [], []))
+            group[1].append(node.name)
+            group[2].append(any(_nonlinear_in(by_name.get(i)) for i in node.inputs))
     out = []
-    for key, (act, names) in groups.items():
+    for key, (act, names, compounds) in groups.items():
+        if not any(compounds):
+            continue
         try:
             slope = length_map_slope(act)
         except Exception as exc:  # noqa: BLE001 - a user function that fails on the quadrature grid
@@ -550,13 +557,35 @@ def init_model(
     >>> print(init_model(net, seed=0)["2.weight"].initializer)
     He(gain=1.5925374197228312)
     """
-    # ---- validate everything before touching the model
+    opts = _validate(model, scheme, bias, output, residual, rules, allow_symmetric, seed, generator, device)
+    graph = trace(model, example_inputs)
+    sem = describe(graph)
+    warnings = _trace_warnings(graph, residual)
+    plans, untouched, out_weight = _plan(model, sem, opts, warnings)
+    generator, seed = _generator(seed, generator)
+    ordered = [plans[n] for n in dict(model.named_parameters()) if n in plans]
+    new_values = _draw(ordered, opts.device, generator)
+    _assign(model, ordered, new_values, untouched, opts.device, warnings)
+    return _report(model, ordered, untouched, warnings, opts, seed, graph)
+
+
+@dataclass
+class _Options:
+    scheme: Initializer | None  # None = "auto"
+    bias: Initializer
+    output: Initializer | None
+    residual: str | None
+    rules: list[tuple[Any, Initializer]]
+    allow_symmetric: bool
+    device: torch.device | None
+
+
+def _validate(model: Any, scheme: Any, bias: Any, output: Any, residual: Any, rules: Any, allow_symmetric: Any,
+              seed: Any, generator: Any, device: Any) -> _Options:
+    """Check every argument before anything is traced or changed."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    if isinstance(scheme, str) and scheme == "auto":
-        scheme_ini: Initializer | None = None
-    else:
-        scheme_ini = _spec(scheme, "scheme")
+    scheme_ini = None if isinstance(scheme, str) and scheme == "auto" else _spec(scheme, "scheme")
     bias_ini = _spec(bias, "bias")
     output_ini = None if output is None else _spec(output, "output")
     if residual not in RESIDUAL_OPTIONS:
@@ -579,103 +608,123 @@ def init_model(
                 from None
         if target_device.type == "meta":
             raise ValueError("device='meta' cannot hold initial values; give a real device such as 'cpu'")
-    all_params = dict(model.named_parameters())
-    on_meta = [n for n, p in all_params.items() if p.is_meta]
+    on_meta = [n for n, p in model.named_parameters() if p.is_meta]
     if on_meta and target_device is None:
         raise ValueError(f"{len(on_meta)} parameter(s) are on the meta device (e.g. {on_meta[0]!r}): pass device="
                          "'cpu' (or 'cuda') to materialize and initialize them")
+    return _Options(scheme_ini, bias_ini, output_ini, residual, rule_list, allow_symmetric, target_device)
 
-    graph = trace(model, example_inputs)
+
+def _trace_warnings(graph: Graph, residual: str | None) -> list[str]:
     warnings: list[str] = []
-    if graph.method == "modules" and any(True for _ in model.children()):
+    if graph.method == "modules" and any(True for _ in graph.model.children()):
         warnings.append(f"{graph.fallback_reason}. Pass example_inputs to see them.")
         if residual is not None:
             raise ValueError(f"residual={residual!r} needs the residual branches, which could not be found: "
                              f"{graph.fallback_reason}. Pass example_inputs=<a batch> so the model can be traced.")
+    return warnings
 
-    # ---- plan
+
+def _plan(model: nn.Module, sem: Semantics, opts: _Options, warnings: list[str]
+          ) -> tuple[dict[str, _Plan], dict[str, str], str | None]:
+    """One plan per parameter (scheme, then output, residual and rules on top), and the untouched ones."""
+    graph = sem.graph
+    all_params = dict(model.named_parameters())
     plans: dict[str, _Plan] = {}
     untouched: dict[str, str] = {}
-    owners = {}
-    for mname, mod in model.named_modules():
-        for pname, _ in mod.named_parameters(recurse=False):
-            owners.setdefault(f"{mname}.{pname}" if mname else pname, mod)
-    uses: dict[str, set[str]] = {}  # parameter -> the functions that use it directly
-    for op in graph.ops:
-        for pn in op.params:
-            uses.setdefault(pn, set()).add(canon_name(op.target))
-    for node in graph.layers:
-        params = {n: all_params[n] for n in node.params if n in all_params}
-        layer_plans, skipped = _auto_plans(node, params, scheme_ini, bias_ini, uses)
-        for pl in layer_plans:
-            plans.setdefault(pl.name, pl)
-        for name, why in skipped:
-            untouched.setdefault(name, why)
+    for name, info in sem.params.items():
+        planned = _role_plan(info, opts.scheme, opts.bias)
+        if isinstance(planned, str):
+            untouched[name] = planned
+        else:
+            plans[name] = planned
 
-    out_node = _output_layer(graph)
-    out_weight = _weight_name(out_node) if out_node is not None else None
-    if output_ini is not None:
+    out_node = sem.output_layer()
+    out_weight = sem.weight(out_node) if out_node is not None else None
+    if opts.output is not None:
         if out_weight is None or out_weight not in plans:
             warnings.append("output=... was not applied: no Linear/Conv layer feeds the model's output directly.")
         else:
             pl = plans[out_weight]
-            pl.ini, pl.role, pl.factor = _adapt(output_ini, pl.node, "weight"), "output", 1.0
+            pl.ini, pl.role, pl.factor = _adapt(opts.output, pl.node, "weight", pl.info), "output", 1.0
 
-    if residual is not None:
-        _apply_residual(graph, plans, residual, out_weight if output_ini is None else None, warnings)
+    if opts.residual is not None:
+        _apply_residual(sem, plans, opts.residual, out_weight if opts.output is None else None, warnings)
 
+    owners = {}
+    for mname, mod in model.named_modules():
+        for pname, _ in mod.named_parameters(recurse=False):
+            owners.setdefault(f"{mname}.{pname}" if mname else pname, mod)
     for name, p in all_params.items():
-        ini = _match_rule(rule_list, name, owners.get(name, model), _layer_of(graph, name))
+        node = _layer_of(graph, name)
+        ini = _match_rule(opts.rules, name, owners.get(name, model), node)
         if ini is None:
             continue
-        node = _layer_of(graph, name)
         if node is None:
             node = LayerNode(name.rpartition(".")[0], owners.get(name, model), "other", -1, None, LINEAR, [], None,
                              False, None, [name])
-        plans[name] = _Plan(name, p, node, "rule", _adapt(ini, node, name.rsplit(".", 1)[-1]))
+        info = sem.params.get(name)
+        plans[name] = _Plan(name, p, node, "rule", _adapt(ini, node, name.rsplit(".", 1)[-1], info), info=info)
         untouched.pop(name, None)
 
     for name in all_params:
         if name not in plans and name not in untouched:
             untouched[name] = ("not used in the forward pass that was traced" if graph.method != "modules"
                                else "not inside a module that initlab recognises")
+    _check_symmetry(plans, out_weight, opts.allow_symmetric)
+    if opts.scheme is None:
+        warnings.extend(_activation_warnings(graph))
+    if opts.residual is not None and not graph.branches:
+        warnings.append(f"residual={opts.residual!r}: no residual branches (x + f(x)) were found in the model.")
+    return plans, untouched, out_weight
 
-    # the output layer may start symmetric (zeros: Bengio 2012); only hidden units need their symmetry broken
+
+def _check_symmetry(plans: dict[str, _Plan], out_weight: str | None, allow: bool) -> None:
+    """The output layer may start symmetric (zeros: Bengio 2012); only hidden units need their symmetry broken."""
     bad = [pl.name for pl in plans.values() if pl.role in ("weight", "input", "recurrent", "embedding", "rule")
            and pl.name != out_weight and pl.node.index >= 0 and pl.param.dim() >= 2
            and (pl.ini.symmetric or pl.factor == 0.0)]
-    if bad and not allow_symmetric:
+    if bad and not allow:
         raise ValueError(f"these hidden weights would be identical across units, so gradient descent could never "
                          f"tell the units apart (symmetry): {', '.join(bad)}. Use a random initializer, or pass "
                          f"allow_symmetric=True if this is intended")
 
-    if scheme_ini is None:
-        warnings.extend(_activation_warnings(graph))
-    if residual is not None and not graph.branches:
-        warnings.append(f"residual={residual!r}: no residual branches (x + f(x)) were found in the model.")
 
-    # ---- draw every value (nothing is assigned yet)
+def _generator(seed: int | None, generator: torch.Generator | None) -> tuple[torch.Generator, int | None]:
     if generator is None:
         generator = torch.Generator()
         if seed is None:
             seed = generator.seed()
         else:
             generator.manual_seed(seed)
-    ordered = [plans[n] for n in all_params if n in plans]
+    return generator, seed
+
+
+def _draw(ordered: list[_Plan], device: torch.device | None, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Every new value, drawn before anything is assigned."""
     new_values: dict[str, torch.Tensor] = {}
     for pl in ordered:
-        dev = target_device if pl.param.is_meta else pl.param.device
+        if pl.keep:
+            continue
+        dev = device if pl.param.is_meta else pl.param.device
         try:
             new_values[pl.name] = pl.draw(dev, generator)
         except (ValueError, TypeError) as exc:
             raise type(exc)(f"parameter {pl.name} {tuple(pl.param.shape)} with {pl.describe()}: {exc}") from None
+    return new_values
 
-    # ---- assign (swap in; undo everything on failure)
+
+def _assign(model: nn.Module, ordered: list[_Plan], new_values: dict[str, torch.Tensor], untouched: dict[str, str],
+            device: torch.device | None, warnings: list[str]) -> None:
+    """Swap the new values in; on any failure undo everything, so the model is exactly as before."""
     done: list[tuple[nn.Parameter, torch.Tensor]] = []
     replaced: list[tuple[nn.Parameter, nn.Parameter]] = []
     meta_buffers: list[tuple[nn.Module, str, torch.Tensor]] = []
+    all_params = dict(model.named_parameters())
     try:
         for pl in ordered:
+            if pl.name not in new_values:
+                continue
             new = new_values[pl.name]
             if pl.param.is_meta:
                 fresh = nn.Parameter(new, requires_grad=pl.param.requires_grad)
@@ -684,16 +733,17 @@ def init_model(
             else:
                 _assign_one(pl.param, new)
                 done.append((pl.param, new))
-        if target_device is not None:
-            for name in list(untouched):
+        if device is not None:
+            for name in list(untouched) + [pl.name for pl in ordered if pl.keep]:
                 p = all_params[name]
                 if p.is_meta:
-                    fresh = nn.Parameter(torch.zeros(p.shape, dtype=p.dtype, device=target_device),
+                    fresh = nn.Parameter(torch.zeros(p.shape, dtype=p.dtype, device=device),
                                          requires_grad=p.requires_grad)
                     _replace_param(model, p, fresh)
                     replaced.append((p, fresh))
-                    untouched[name] += " (materialized as zeros)"
-            meta_buffers = _materialize_buffers(model, target_device, warnings)
+                    if name in untouched:
+                        untouched[name] += " (materialized as zeros)"
+            meta_buffers = _materialize_buffers(model, device, warnings)
     except BaseException:
         for param, old_values in reversed(done):
             with torch.no_grad():
@@ -704,38 +754,41 @@ def init_model(
             mod._buffers[key] = old_buf
         raise
 
-    # ---- report
-    entries = []
-    for pl in ordered:
-        p = _current(model, pl.name)
-        shape = tuple(p.shape)
-        fan = None
-        if p.dim() >= 2 and pl.role != "embedding":
-            try:
-                fan = pl.ini.fans_of(shape) if isinstance(pl.ini, FanBased) else fans(shape)
-            except ValueError:
-                fan = None
-        with torch.no_grad():
-            std = float(p.detach().float().std()) if p.numel() > 1 else None
-        try:
-            expected = pl.ini.expected_std(shape) if pl.blocks == 1 else pl.ini.expected_std((shape[0] // pl.blocks,
-                                                                                               *shape[1:]))
-            expected = None if expected is None or pl.post is not None else expected * abs(pl.factor)
-        except (ValueError, TypeError):
-            expected = None
-        node = pl.node
-        is_weight = pl.role not in ("bias",)
-        act_in = None if node.act_in is None or not is_weight else str(node.act_in)
-        if pl.act_label:
-            act_in = pl.act_label
-        entries.append(InitEntry(
-            name=pl.name, shape=shape, layer=node.name, layer_type=type(node.module).__name__, kind=node.kind,
-            role=pl.role, act_in=act_in,
-            act_out=str(node.act_out) if is_weight else None, initializer=pl.describe(), fans=fan, std=std,
-            expected_std=expected))
+
+def _report(model: nn.Module, ordered: list[_Plan], untouched: dict[str, str], warnings: list[str], opts: _Options,
+            seed: int | None, graph: Graph) -> InitReport:
+    entries = [_entry(model, pl) for pl in ordered]
     left = [Untouched(n, tuple(_current(model, n).shape), why) for n, why in untouched.items()]
-    return InitReport(entries, left, warnings, "auto" if scheme_ini is None else repr(scheme_ini), residual, seed,
-                      graph)
+    return InitReport(entries, left, warnings, "auto" if opts.scheme is None else repr(opts.scheme), opts.residual,
+                      seed, graph)
+
+
+def _entry(model: nn.Module, pl: _Plan) -> InitEntry:
+    p = _current(model, pl.name)
+    shape = tuple(p.shape)
+    fan = None
+    if p.dim() >= 2 and pl.role not in ("embedding", "layer_scale", "additive"):
+        try:
+            fan = pl.ini.fans_of(shape) if isinstance(pl.ini, FanBased) else fans(shape)
+        except ValueError:
+            fan = None
+    with torch.no_grad():
+        std = float(p.detach().float().std()) if p.numel() > 1 else None
+    try:
+        expected = pl.ini.expected_std(shape) if pl.blocks == 1 else pl.ini.expected_std((shape[0] // pl.blocks,
+                                                                                           *shape[1:]))
+        expected = None if expected is None or pl.post is not None or pl.keep else expected * abs(pl.factor)
+    except (ValueError, TypeError):
+        expected = None
+    node = pl.node
+    is_weight = pl.role not in ("bias",)
+    act_in = None if node.act_in is None or not is_weight else str(node.act_in)
+    if pl.act_label:
+        act_in = pl.act_label
+    roles = pl.info.roles if pl.info is not None else ""
+    return InitEntry(name=pl.name, shape=shape, layer=node.name, layer_type=type(node.module).__name__,
+                     kind=node.kind, role=pl.role, act_in=act_in, act_out=str(node.act_out) if is_weight else None,
+                     initializer=pl.describe(), fans=fan, std=std, expected_std=expected, uses=roles)
 
 
 def _layer_of(graph: Graph, pname: str) -> LayerNode | None:
@@ -775,8 +828,10 @@ def _materialize_buffers(model: nn.Module, device: torch.device, warnings: list[
     return swapped
 
 
-def _apply_residual(graph: Graph, plans: dict[str, _Plan], residual: str, classifier: str | None,
+def _apply_residual(sem: Semantics, plans: dict[str, _Plan], residual: str, classifier: str | None,
                     warnings: list[str]) -> None:
+    graph = sem.graph
+    _weight_name = sem.weight
     by_name = {n.name: n for n in graph.layers}
     n_branches = len(graph.branches)
     if n_branches == 0:
@@ -802,8 +857,7 @@ def _apply_residual(graph: Graph, plans: dict[str, _Plan], residual: str, classi
             _scaled(plans[name], factor)
             plans[name].note = f"(residual branch {br.id}: std / sqrt({n_branches}))"
         elif residual == "fixup":
-            weights = [by_name[n] for n in br.layers if by_name[n].kind in ("linear", "conv", "conv_transpose",
-                                                                               "attention")]
+            weights = [by_name[n] for n in br.layers if by_name[n].kind in MATRIX_KINDS]
             if any(by_name[n].kind == "norm" for n in br.layers):
                 warnings.append(f"residual='fixup' is meant for networks without normalization; branch {br.id} "
                                 f"contains normalization layers.")
