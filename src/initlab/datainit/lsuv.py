@@ -45,8 +45,9 @@ from torch import nn
 
 from initlab.datainit._common import Snapshot, call_args, check_finite, quiet
 from initlab.progress import progress_bar
+from initlab.semantics import MATRIX_KINDS, describe
 
-RESCALED_KINDS = ("linear", "conv", "conv_transpose", "attention")
+RESCALED_KINDS = MATRIX_KINDS  # the layers LSUV measures and rescales: matrix products (initlab.semantics)
 
 
 @dataclass
@@ -56,7 +57,7 @@ class LSUVLayer:
     name: str  # "fc1", "blocks.0.attn.in_proj[q]", "blocks.0.attn.out_proj"
     module: str  # qualified name of the module that owns the weight
     kind: str  # graph kind of the module: linear, conv, conv_transpose, attention
-    status: str  # "converged", "max_iter", "zero-init" (left alone) or "not called"
+    status: str  # "converged", "max_iter", "zero-init" / "shared" (left alone) or "not called"
     iterations: int  # rescalings applied
     std_before: float  # output std when LSUV reached the layer (after the orthogonal pre-init)
     std_after: float  # output std after the last rescaling
@@ -124,7 +125,7 @@ class LSUVReport:
         return asdict(self)
 
 
-_STATUS_STYLE = {"converged": "green", "max_iter": "yellow", "zero-init": "cyan", "not called": "red"}
+_STATUS_STYLE = {"converged": "green", "max_iter": "yellow", "zero-init": "cyan", "shared": "cyan", "not called": "red"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -198,6 +199,17 @@ def _attention_units(name: str, mha: nn.MultiheadAttention) -> list[_Unit]:
                        bias=lambda: mha.out_proj.bias, output=lambda a, kw: mha.forward(*a, **kw)[0],
                        channel_dim=_last, exact=type(mha).forward in _TORCH_FORWARDS, in_pass=True))
     return units
+
+
+def _shared(graph: Any, candidates: list[tuple[Any, list[_Unit]]]) -> set[str]:
+    """Units whose weight is one tensor with several uses (a tied embedding / output head): rescaling it for
+    one use would rescale the others behind the user's back, so LSUV leaves it alone."""
+    sem = describe(graph)
+    out = set()
+    for node, units in candidates:
+        if any(info.shared and info.role == "weight" for info in sem.of(node)):
+            out.update(u.name for u in units)
+    return out
 
 
 def _units(graph: Any, layers: Sequence[str] | None) -> tuple[list[tuple[Any, list[_Unit]]], list[str]]:
@@ -332,9 +344,12 @@ def lsuv(model: nn.Module, inputs: Any, *, target_std: float = 1.0, tol: float =
     bar = progress_bar(sum(len(u) for _, u in candidates), "lsuv", progress)
 
     zero: set[str] = set()  # units whose weight was all zero on arrival
+    shared = _shared(graph, candidates)
 
     def prepare(unit: _Unit) -> None:
         w = unit.weight()
+        if unit.name in shared:
+            return
         if not bool(w.any()):  # a deliberate zero init: never orthogonalise or rescale it
             zero.add(unit.name)
         elif orthogonal:
@@ -346,8 +361,9 @@ def lsuv(model: nn.Module, inputs: Any, *, target_std: float = 1.0, tol: float =
     def fit(unit: _Unit, y: torch.Tensor, a: tuple, kw: dict) -> torch.Tensor:
         """Rescale ``unit`` given its measured output ``y``; record it; return its final output."""
         std, mean = _stats(y)
-        if unit.name in zero:
-            records.append(LSUVLayer(unit.name, unit.module_name, unit.kind, "zero-init", 0, std, std, mean, 1.0))
+        if unit.name in zero or unit.name in shared:
+            status = "zero-init" if unit.name in zero else "shared"
+            records.append(LSUVLayer(unit.name, unit.module_name, unit.kind, status, 0, std, std, mean, 1.0))
             return y
         w, b = unit.weight(), unit.bias()
         dim = unit.channel_dim(y)
@@ -458,6 +474,10 @@ def lsuv(model: nn.Module, inputs: Any, *, target_std: float = 1.0, tol: float =
     zeros = [r.name for r in records if r.status == "zero-init"]
     if zeros:
         notes.append(f"all-zero weights left alone (deliberate zero init): {', '.join(zeros)}")
+    tied = [r.name for r in records if r.status == "shared"]
+    if tied:
+        notes.append(f"weights shared with another layer left alone (rescaling one use would change the others): "
+                     f"{', '.join(tied)}")
     passes = 1 + (1 if graph.method == "hooks" else 0)
     return LSUVReport(layers=records, target_std=target, tol=tol, max_iter=max_iter, orthogonal=orthogonal,
                       center=center, trace_method=graph.method, fallback_reason=graph.fallback_reason,

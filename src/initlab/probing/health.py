@@ -53,12 +53,12 @@ from typing import Any
 import numpy as np
 
 from initlab.probing.stats import RELU_FAMILY, InputStats, LayerStats
+from initlab.semantics import CHAIN_KINDS
 
 __all__ = ["Thresholds", "Verdict", "HealthError", "diagnose", "depth_chain", "fit_factor", "CODES", "init_advice"]
 
 CODES = ("vanishing_activations", "exploding_activations", "vanishing_gradients", "exploding_gradients",
          "saturated_units", "dead_units", "symmetric_units", "unnormalized_inputs")
-CHAIN_KINDS = ("linear", "conv", "conv_transpose")
 CONSISTENCY = 0.75  # share of layer-to-layer steps that must go the flagged way (a trend, not a zig-zag)
 
 

@@ -41,10 +41,10 @@ from initlab.probing.stats import (
     grad_summaries,
     summaries,
 )
+from initlab.semantics import unit_axis
 
-__all__ = ["Target", "select_targets", "Recorder", "first_tensor"]
+__all__ = ["Target", "select_targets", "Recorder", "first_tensor", "normalizes"]
 
-_CHANNEL_FIRST_NORMS: tuple[type, ...] = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LocalResponseNorm)
 _LOOK_THROUGH = ("dropout", "reshape", "flatten")
 
 
@@ -71,12 +71,14 @@ class Target:
         return self.layer_name is not None
 
 
-def _layer_unit_dim(module: nn.Module, kind: str) -> int:
-    if kind in ("conv", "conv_transpose"):
-        return 1
-    if kind == "norm" and isinstance(module, _CHANNEL_FIRST_NORMS):
-        return 1
-    return -1
+def normalizes(module: nn.Module | None, train: bool | None = None) -> bool:
+    """Whether a norm module re-standardizes the batch it sees: a BatchNorm in eval mode with running
+    statistics does not (it applies fixed ones, e.g. the fresh 0 / 1 of a new model), so the depth verdicts
+    must read the signal through it. ``train`` is the mode the pass will run in (None: the module's own)."""
+    if isinstance(module, nn.modules.batchnorm._NormBase):
+        training = module.training if train is None else train
+        return training or module.running_var is None
+    return True
 
 
 def _rules(act: Activation | None, pre: bool) -> tuple[str, str | None]:
@@ -90,7 +92,7 @@ def _rules(act: Activation | None, pre: bool) -> tuple[str, str | None]:
     return "zero", None
 
 
-def select_targets(graph: Any, layers: Any = None) -> list[Target]:
+def select_targets(graph: Any, layers: Any = None, train: bool | None = None) -> list[Target]:
     """The recorded points of ``graph`` in forward execution order, filtered by ``layers``.
 
     ``layers``: None (every parametrized layer and every activation), "layers", "activations", or a
@@ -122,7 +124,7 @@ def select_targets(graph: Any, layers: Any = None) -> list[Target]:
         op = ops[node.op] if node.op is not None else None
         if op is None or op.module is not node.module:
             continue  # its parameters are used by a function call inside a container: no module output
-        normalized = reaches(node.op, lambda o: o.kind == "norm")
+        normalized = reaches(node.op, lambda o: o.kind == "norm" and normalizes(o.module, train))
         act = None if normalized else node.act_out
         if op.kind == "activation" and op.activation is not None:  # PReLU: a layer that is an activation
             dead, sat = _rules(op.activation, pre=False)
@@ -131,7 +133,7 @@ def select_targets(graph: Any, layers: Any = None) -> list[Target]:
         else:
             dead, sat = _rules(act, pre=True)
             t = Target(node.name or "<root>", node.module, node.kind, node.act_out, "layer",
-                       _layer_unit_dim(node.module, node.kind), dead, sat, node.name not in feeds, node.name,
+                       unit_axis(node), dead, sat, node.name not in feeds, node.name,
                        normalized=normalized)
             if act is not None and not act.is_linear and not reaches(node.op, is_act_module):
                 dead2, sat2 = _rules(act, pre=False)

@@ -27,6 +27,7 @@ from torch import nn
 
 from initlab.probing.hooks import Recorder, select_targets
 from initlab.probing.stats import LayerStats, weight_summary
+from initlab.semantics import describe
 
 __all__ = ["Monitor"]
 
@@ -80,6 +81,7 @@ class Monitor:
         self.grads = grads
         self.graph = trace(model, example_inputs)
         self.targets = select_targets(self.graph, layers)
+        self._semantics: Any = None
         self.steps: list[int] = []
         self.history: list[dict[str, LayerStats]] = []
         self.step_count = 0
@@ -135,11 +137,13 @@ class Monitor:
         from initlab.probing.probe import layer_weights
 
         by_name = {t.name: t for t in self.targets}
+        if self._semantics is None:
+            self._semantics = describe(self.graph)
         for s in stats:
             t = by_name.get(s.name)
             if t is None or not t.is_layer:
                 continue
-            w, b, out_dim = layer_weights(self.model, t)
+            w, b, out_dim = layer_weights(self.model, t, self._semantics)
             if w is None:
                 continue
             ws = weight_summary(w, w.grad, bias=b, out_dim=out_dim)

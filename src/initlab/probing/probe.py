@@ -29,6 +29,7 @@ from initlab import sampling
 from initlab.probing.health import HealthError, Thresholds, Verdict, diagnose
 from initlab.probing.hooks import Recorder, Target, select_targets
 from initlab.probing.stats import InputStats, LayerStats, input_stats, weight_summaries
+from initlab.semantics import describe
 
 __all__ = ["probe", "ProbeResult", "model_state", "restore_state", "layer_weights"]
 
@@ -302,21 +303,29 @@ def _graph(model: nn.Module, args: tuple, kwargs: dict) -> Any:
         return trace(model, kwargs if kwargs else (args[0] if len(args) == 1 else args))
 
 
-def layer_weights(model: nn.Module, target: Target) -> tuple[torch.Tensor | None, torch.Tensor | None, int | None]:
-    """(weight, bias, out_dim) of a recorded layer: ``weight`` (or MultiheadAttention's ``in_proj_weight``,
-    else its first parameter); ``out_dim`` is the output-unit axis for the symmetry check, or None."""
-    m = target.module
-    w = getattr(m, "weight", None)
-    if not isinstance(w, nn.Parameter):
-        w = getattr(m, "in_proj_weight", None)
-    if not isinstance(w, nn.Parameter):
-        w = next(m.parameters(), None)
-    b = getattr(m, "bias", None)
-    b = b if isinstance(b, nn.Parameter) else None
-    out_dim = {"linear": 0, "conv": 0, "conv_transpose": 1}.get(target.kind)
-    if target.kind == "conv_transpose" and getattr(m, "groups", 1) != 1:
+def layer_weights(model: nn.Module, target: Target, sem: Any = None
+                  ) -> tuple[torch.Tensor | None, torch.Tensor | None, int | None]:
+    """(weight, bias, out_dim) of a recorded layer, as :mod:`initlab.semantics` defines them: the weight that
+    carries the layer's output scale (MultiheadAttention's ``out_proj.weight``, GPT-2 Conv1D's ``(in, out)``
+    matrix), its bias, and ``out_dim``, the weight's output-unit axis for the symmetry check (None when units
+    are spread over groups). ``sem``: a precomputed ``describe(graph)``."""
+    if sem is None:
+        from initlab.graph import trace
+
+        sem = describe(trace(model))
+    node = next((n for n in sem.graph.layers if n.name == target.layer_name), None)
+    name = sem.weight(node) if node is not None else None
+    params = dict(model.named_parameters())
+    if name is None or name not in params:
+        return None, None, None
+    info = sem.params[name]
+    bias = next((params[i.name] for i in sem.of(node) if i.role == "bias" and i.name in params), None)
+    out_dim = info.out_axis if node.kind in ("linear", "conv", "conv_transpose") else None
+    if node.kind == "conv_transpose" and getattr(node.module, "groups", 1) != 1:
         out_dim = None  # (in, out/groups, k): rows of one unit are spread over groups
-    return w, b, out_dim
+    if node.kind == "norm":
+        out_dim = None
+    return params[name], bias, out_dim
 
 
 def _default_loss(output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -402,7 +411,8 @@ def probe(model: nn.Module, inputs: Any, targets: torch.Tensor | None = None, *,
     inputs_summary = None if first_input is None else input_stats(first_input)
     if graph is None:
         graph = _graph(model, args, kwargs)
-    targets_list = select_targets(graph, layers)
+    targets_list = select_targets(graph, layers, train)
+    sem = describe(graph)
     recorder = Recorder(targets_list, bins=bins, hist_range=hist_range, grads=True)
     state = model_state(model)
     params = [p for p, _ in state["requires_grad"] if p.is_floating_point()]
@@ -460,7 +470,7 @@ def probe(model: nn.Module, inputs: Any, targets: torch.Tensor | None = None, *,
         t = by_name.get(s.name)
         if t is None or not t.is_layer or not t.recorded:
             continue
-        w, b, out_dim = layer_weights(model, t)
+        w, b, out_dim = layer_weights(model, t, sem)
         if w is not None:
             layers_w.append(s)
             items.append((w, grads.get(id(w)), b, out_dim))
