@@ -35,6 +35,12 @@ those that go straight into a normalization layer (their drift is undone there).
     At least ``symmetric`` units of a hidden layer identical to another (same incoming weights and
     bias, or same output over the batch): a constant or zero init, which gradient descent can never
     break (Bengio 2012). Output layers are exempt: zeros are fine there.
+``output_scale``
+    The output layer (logits) has std above ``output`` while the point feeding it has a std within
+    ``[1/output, output]``: the blow-up happens in the output layer, so its weights cause it (a tied
+    embedding head left at the embedding's N(0, 1) gives logits of std ~sqrt(d)). A softmax over logits of
+    std 4 already puts most of its mass on a few classes before any training. Small logits are not
+    flagged: near-uniform initial predictions are the usual start (GPT-2's own init gives 0.15).
 ``unnormalized_inputs``
     Floating-point inputs whose overall mean exceeds ``input_mean`` in absolute value, or whose std
     lies outside ``input_std``. The 1/sqrt(fan_in) weight rules assume mean 0, std 1 inputs: with
@@ -58,7 +64,7 @@ from initlab.semantics import CHAIN_KINDS
 __all__ = ["Thresholds", "Verdict", "HealthError", "diagnose", "depth_chain", "fit_factor", "CODES", "init_advice"]
 
 CODES = ("vanishing_activations", "exploding_activations", "vanishing_gradients", "exploding_gradients",
-         "saturated_units", "dead_units", "symmetric_units", "unnormalized_inputs")
+         "saturated_units", "dead_units", "symmetric_units", "unnormalized_inputs", "output_scale")
 CONSISTENCY = 0.75  # share of layer-to-layer steps that must go the flagged way (a trend, not a zig-zag)
 
 
@@ -75,6 +81,7 @@ class Thresholds:
         symmetric: number of units identical to another one in a hidden layer.
         input_mean: largest acceptable absolute mean of the inputs.
         input_std: acceptable range of the inputs' std.
+        output: largest std of the output layer (logits) when its input is of order one.
     """
 
     factor: float = 1.25
@@ -85,9 +92,10 @@ class Thresholds:
     symmetric: int = 2
     input_mean: float = 1.0
     input_std: tuple[float, float] = (0.25, 4.0)
+    output: float = 4.0
 
     def __post_init__(self) -> None:
-        for name in ("factor", "total"):
+        for name in ("factor", "total", "output"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 1:
                 raise ValueError(f"{name} must be a number > 1; got {v!r}")
@@ -291,6 +299,7 @@ def diagnose(layers: Sequence[LayerStats], inputs: InputStats | None = None,
     out += _saturation(layers, t)
     out += _dead(layers, t)
     out += _symmetry(layers, t)
+    out += _output_scale(layers, t)
     if inputs is not None:
         out += _inputs(inputs, t)
     order = {"error": 0, "warning": 1}
@@ -349,6 +358,25 @@ def _symmetry(layers: Sequence[LayerStats], t: Thresholds) -> list[Verdict]:
            "output layer")
     return [Verdict("symmetric_units", worst.name, msg, fix, "error", float(worst.symmetric_units),
                     tuple(s.name for s in hits))]
+
+
+def _output_scale(layers: Sequence[LayerStats], t: Thresholds) -> list[Verdict]:
+    outputs = [i for i, s in enumerate(layers) if s.is_output and s.is_layer and s.kind in CHAIN_KINDS]
+    if not outputs:
+        return []
+    i = outputs[-1]
+    s = layers[i]
+    before = layers[i - 1].act_std if i > 0 else None
+    if not (math.isfinite(s.act_std) and s.act_std > t.output):
+        return []
+    if before is None or not (1 / t.output <= before <= t.output):
+        return []  # the input is already off: the depth rules speak for that
+    w = f" (weight std {_fmt(s.weight_std)})" if s.weight_std is not None else ""
+    msg = (f"the output layer {s.name!r} turns an input of std {_fmt(before)} into logits of std {_fmt(s.act_std)}"
+           f"{w}: its weights are too large for the output, so the first predictions are overconfident")
+    fix = ("initialize the output layer for logits of order 1: std 1/sqrt(fan_in) (LeCun), or zeros (Bengio 2012); "
+           "initlab.init_model(model) does it, a weight tied to the input embedding included")
+    return [Verdict("output_scale", s.name, msg, fix, "warning", s.act_std / before, (s.name,))]
 
 
 def _inputs(x: InputStats, t: Thresholds) -> list[Verdict]:
