@@ -64,14 +64,14 @@ neither is (projection shortcut), the path with more layers from their latest co
 branch and the other the shortcut.
 
 ``Graph.ops: list[Op]``: every executed operation in order, with ``index``, ``name``, ``kind`` (one of
-``OP_KINDS`` = "input", "layer", "activation", "add", "mul", "norm", "pool", "dropout", "flatten",
-"reshape", "concat", "output", "other"), ``module`` (or None), ``target`` (module name, function or
-method name), ``inputs`` (indices of feeding ops), ``activation`` (an Activation for activation ops),
-``layer`` (name of the layer it calls, or None), ``params`` (qualified names of the parameters a function
-call uses directly, e.g. ``x + self.pos``; empty for module calls). Parametrized normalization calls have
-kind "norm" and PReLU calls kind "activation"; both also have ``layer`` set. In fx mode, parameter and buffer fetches
-are "other" ops without inputs; in hooks mode parameters are not ops. In modules mode ``ops`` is a chain
-of the leaf modules.
+``OP_KINDS`` = "input", "layer", "activation", "add", "mul", "norm", "pool", "dropout", "flatten", "reshape",
+"concat", "identity" (``nn.Identity``), "output", "other"), ``module`` (or None), ``target`` (module name,
+function or method name), ``inputs`` (indices of feeding ops), ``activation`` (an Activation for activation
+ops), ``layer`` (name of the layer it calls, or None), ``params`` (qualified names of the parameters a
+function call uses directly, e.g. ``x + self.pos``; empty for module calls). Parametrized normalization calls
+have kind "norm" and PReLU calls kind "activation"; both also have ``layer`` set. In fx mode, parameter and
+buffer fetches are "other" ops without inputs; in hooks mode parameters are not ops. In modules mode ``ops``
+is a chain of the leaf modules.
 
 Example
 -------
@@ -100,7 +100,7 @@ __all__ = ["trace", "Graph", "LayerNode", "Branch", "Op", "Use", "USE_KINDS", "L
 
 LAYER_KINDS = ("linear", "conv", "conv_transpose", "norm", "embedding", "rnn", "attention", "other")
 OP_KINDS = ("input", "layer", "activation", "add", "mul", "norm", "pool", "dropout", "flatten", "reshape",
-            "concat", "output", "other")
+            "concat", "identity", "output", "other")
 
 LINEAR = resolve_activation(None)
 
@@ -339,7 +339,7 @@ def _is_elementwise_module(module: nn.Module) -> bool:
 def _module_op_kind(module: nn.Module) -> tuple[str, Activation | None]:
     if is_activation(module):
         act = resolve_activation(module)
-        return ("other", None) if act.is_linear else ("activation", act)
+        return ("identity", None) if act.is_linear else ("activation", act)
     if isinstance(module, _NORM_TYPES):
         return "norm", None
     if isinstance(module, _DROPOUT_TYPES):

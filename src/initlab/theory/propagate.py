@@ -70,6 +70,7 @@ import torch
 from torch import nn
 
 from initlab.gains import expect
+from initlab.semantics import describe
 from initlab.theory.meanfield import derivative
 
 _GRID_PROBE = torch.linspace(-3.0, 3.0, 7, dtype=torch.float64)
@@ -412,13 +413,23 @@ class _LinearMap:
     fwd: float = 1.0
     back: float = 1.0
     note: str = ""
+    # zero padding: (share of output positions, wsum, wsq) per class of positions (empty: none)
+    positions: list[tuple[float, np.ndarray, np.ndarray]] = field(default_factory=list)
 
     def forward(self, mean: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (self.fwd * _gmv(self.wsum, mean, self.groups) + self.bias,
-                self.fwd * _gmv(self.wsq, var, self.groups))
+        if not self.positions:
+            return (self.fwd * _gmv(self.wsum, mean, self.groups) + self.bias,
+                    self.fwd * _gmv(self.wsq, var, self.groups))
+        # pooled over positions: the mean of the per-class variances plus the spread of the class means
+        means = [(c, _gmv(ws, mean, self.groups) + self.bias, _gmv(wq, var, self.groups)) for c, ws, wq in
+                 self.positions]
+        m = sum(c * mu for c, mu, _ in means)
+        return m, sum(c * (v + (mu - m) ** 2) for c, mu, v in means)
 
     def backward(self, g: np.ndarray) -> np.ndarray:
-        return self.back * _gmv_t(self.wsq, g, self.groups)
+        if not self.positions:
+            return self.back * _gmv_t(self.wsq, g, self.groups)
+        return self.back * sum(c * _gmv_t(wq, g, self.groups) for c, _, wq in self.positions)
 
 
 def _gmv(M: np.ndarray, x: np.ndarray, groups: int) -> np.ndarray:
@@ -432,9 +443,49 @@ def _gmv_t(M: np.ndarray, y: np.ndarray, groups: int) -> np.ndarray:
                      y.reshape(groups, out // groups)).reshape(groups * ipg)
 
 
-def _linear_map(module: nn.Module) -> _LinearMap | None:
-    """Read a Linear/Conv/ConvTranspose weight (None for other modules); raises _Gap if unreadable."""
+def _padding_classes(module: nn.Module, in_shape: tuple[int, ...] | None
+                     ) -> list[tuple[float, np.ndarray]] | None:
+    """Output positions of a zero-padded conv grouped by which kernel taps land inside the input: a list of
+    (share of the output positions, tap mask over the flattened kernel). ``[]`` without zero padding; None
+    when padding matters but the input size is unknown. Interior positions form one class, so a big feature
+    map costs no more than a small one."""
+    spatial = len(module.kernel_size)
+    pad = module.padding
+    if getattr(module, "padding_mode", "zeros") != "zeros" or pad == "valid" or (
+            not isinstance(pad, str) and not any(pad)):
+        return []
+    if in_shape is None or len(in_shape) < spatial:
+        return None
+    per_dim = []
+    for dim in range(spatial):
+        size, k = in_shape[len(in_shape) - spatial + dim], module.kernel_size[dim]
+        s, d = module.stride[dim], module.dilation[dim]
+        p = (d * (k - 1)) // 2 if pad == "same" else pad[dim]
+        outs = size if pad == "same" else (size + 2 * p - d * (k - 1) - 1) // s + 1
+        if outs <= 0:
+            return None
+        counts: dict[tuple[bool, ...], int] = {}
+        for o in range(outs):
+            key = tuple(0 <= o * s - p + j * d < size for j in range(k))
+            counts[key] = counts.get(key, 0) + 1
+        per_dim.append([(c / outs, np.array(m, dtype=np.float64)) for m, c in counts.items()])
+    classes = [(1.0, np.ones(1))]
+    for options in per_dim:
+        classes = [(w1 * w2, np.multiply.outer(m1, m2).reshape(-1)) for w1, m1 in classes for w2, m2 in options]
+    return classes
+
+
+def _linear_map(module: nn.Module, in_shape: tuple[int, ...] | None = None,
+                weight: Any = None) -> _LinearMap | None:
+    """Read a Linear/Conv/ConvTranspose weight (None for other modules); raises _Gap if unreadable.
+
+    ``weight``: a :class:`initlab.semantics.ParamInfo` of another module's matrix-product weight (GPT-2's
+    Conv1D ``(in, out)``), read with its layout; ``in_shape``: the conv's input shape, for zero padding."""
     conv = nn.modules.conv
+    if weight is not None and not isinstance(module, (nn.Linear, conv._ConvNd)) and weight.param.dim() == 2:
+        wt = weight.param.detach().cpu().to(torch.float64)
+        a = (wt.t() if weight.layout == "lasagne_dense" else wt).numpy()
+        return _LinearMap(a, np.square(a), np.zeros(a.shape[0]), 1, a.shape[1])
     if not isinstance(module, (nn.Linear, conv._ConvNd)):
         return None
     w = module.weight
@@ -463,11 +514,20 @@ def _linear_map(module: nn.Module) -> _LinearMap | None:
         flat = w.reshape(w.shape[0], w.shape[1], -1)
         wsum, wsq = flat.sum(-1), flat.pow(2).sum(-1)
         fwd, back = 1.0, 1.0 / _prod(module.stride)
-        note = "conv: padding ignored (border outputs sum fewer inputs)"
+        classes = _padding_classes(module, in_shape)
+        positions: list[tuple[float, np.ndarray, np.ndarray]] = []
+        if classes is None:
+            note = "conv: zero padding ignored (input size unknown: pass example_inputs to model it)"
+        elif len(classes) > 1:
+            flat_np = flat.numpy()
+            positions = [(share, flat_np @ mask, np.square(flat_np) @ mask) for share, mask in classes]
+            note = "conv: zero padding modelled (output positions grouped by the taps inside the input)"
     out_units = wsum.shape[0]
     bias = b.detach().cpu().to(torch.float64).numpy() if isinstance(b, torch.Tensor) and not b.is_meta \
         else np.zeros(out_units)
-    return _LinearMap(wsum.numpy(), wsq.numpy(), bias, groups, groups * wsum.shape[1], fwd, back, note)
+    lm = _LinearMap(wsum.numpy(), wsq.numpy(), bias, groups, groups * wsum.shape[1], fwd, back, note)
+    lm.positions = positions if not isinstance(module, conv._ConvTransposeNd) else []
+    return lm
 
 
 def _vec(t: Any, n: int, default: float) -> np.ndarray:
@@ -476,8 +536,11 @@ def _vec(t: Any, n: int, default: float) -> np.ndarray:
     return np.full(n, default)
 
 
-def _norm_affine(module: nn.Module | None, target: Any, x: _State) -> tuple[np.ndarray, np.ndarray, str]:
-    """Per-unit ``(a, c)`` with ``y = a * x + c`` for a normalization op (its statistics taken from ``x``)."""
+def _norm_affine(module: nn.Module | None, target: Any, x: _State, gain: Any = None, shift: Any = None
+                 ) -> tuple[np.ndarray, np.ndarray, str]:
+    """Per-unit ``(a, c)`` with ``y = a * x + c`` for a normalization op (its statistics taken from ``x``);
+    ``gain`` / ``shift``: its affine parameters as :mod:`initlab.semantics` found them (a norm module of
+    another library: LlamaRMSNorm, T5LayerNorm)."""
     bn = nn.modules.batchnorm
     inst = nn.modules.instancenorm
     eps = float(getattr(module, "eps", None) or 1e-5)
@@ -509,7 +572,10 @@ def _norm_affine(module: nn.Module | None, target: Any, x: _State) -> tuple[np.n
             n, kind, groups = x.units, "rms", 1
         else:  # LayerNorm and friends: across the normalized features of each example
             n, kind, groups = x.units, "all", 1
-        gamma, beta = _vec(getattr(module, "weight", None), n, 1.0), _vec(getattr(module, "bias", None), n, 0.0)
+        if not type(module).__module__.startswith("torch."):
+            gamma, beta = _vec(gain, n, 1.0), _vec(shift, n, 0.0)
+        else:
+            gamma, beta = _vec(getattr(module, "weight", None), n, 1.0), _vec(getattr(module, "bias", None), n, 0.0)
     xs = _fit_state(x, n)
     if kind == "running":
         rm, rv = _vec(module.running_mean, n, 0.0), _vec(module.running_var, n, 1.0)
@@ -770,8 +836,13 @@ def propagate(model: nn.Module, example_inputs: Any = None, *, input_var: float 
     data_in = [[j for j in op.inputs if not ops[j].constant] for op in ops]
     modules = dict(model.named_modules())
     adaptive = (nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)
+    padded = [op.module for op in ops if isinstance(op.module, nn.modules.conv._ConvNd)
+              and not isinstance(op.module, nn.modules.conv._ConvTransposeNd)
+              and _padding_classes(op.module, None) is None]
     shapes = _input_shapes(model, example_inputs,
-                           [op.module for op in ops if op.kind == "pool" and isinstance(op.module, adaptive)])
+                           [op.module for op in ops if op.kind == "pool" and isinstance(op.module, adaptive)] + padded)
+    sem = describe(graph)
+    by_layer = {node.name: node for node in graph.layers}
 
     gaps: list[str] = []
     notes: list[str] = []
@@ -824,7 +895,13 @@ def propagate(model: nn.Module, example_inputs: Any = None, *, input_var: float 
         mod = op.module
         try:
             is_layer = op.kind == "layer" or (op.layer is not None and op.kind not in ("activation", "norm"))
-            lm = _linear_map(mod) if is_layer and mod is not None else None
+            node = by_layer.get(op.layer or "")
+            weight = sem.params.get(sem.weight(node) or "") if node is not None and node.kind == "linear" else None
+            lm = _linear_map(mod, shapes.get(id(mod)), weight) if is_layer and mod is not None else None
+            if lm is not None and weight is not None and not isinstance(mod, nn.Linear):
+                bias = next((i.param for i in sem.of(node) if i.role == "bias"), None)
+                if bias is not None:
+                    lm.bias = _vec(bias, lm.wsum.shape[0], 0.0)
             if lm is not None:
                 if len(ins) != 1:
                     raise _Gap(f"{type(mod).__name__} with {len(ins)} data inputs")
@@ -872,8 +949,13 @@ def propagate(model: nn.Module, example_inputs: Any = None, *, input_var: float 
                     back[i] = [(ins[0], scale(1.0)), (ins[1], scale(1.0))]
             elif op.kind == "activation" or op.elementwise:
                 raise _Gap(f"elementwise {_op_name(op.target)} could not be replayed")
+            elif op.kind == "identity":  # nn.Identity: shape and values unchanged
+                states[i] = x
+                back[i] = [(ins[0], scale(1.0))]
             elif op.kind == "norm":
-                a, c, txt = _norm_affine(mod, op.target, x)
+                node = by_layer.get(op.layer or "")
+                affine = {i.role: i.param for i in sem.of(node)} if node is not None else {}
+                a, c, txt = _norm_affine(mod, op.target, x, affine.get("norm_gain"), affine.get("norm_bias"))
                 states[i] = _affine(x, a, c)
                 back[i] = [(ins[0], scale(a * a))]
                 note(txt)
