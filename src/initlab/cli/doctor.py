@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from initlab.cli._inputs import add_input_options, describe_inputs, model_inputs
+
 ORDER = 45
 
 EPILOG = """examples:
@@ -28,15 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "the labels with --labels.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("target", metavar="MODULE:FACTORY", help="e.g. mypkg.models:make_net")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--input-shape", default=None,
-                     help="comma-separated input shape, batch first, e.g. 256,784 or 64,3,32,32 (use a batch of "
-                          "64 or more: dead units are judged over the batch)")
-    src.add_argument("--data", default=None, metavar="FILE.npz",
-                     help="a .npz with the inputs as 'x' (else the first array) and labels as 'y'")
-    p.add_argument("--batch", type=int, default=None, help="examples to use from --data (default: up to 512)")
-    p.add_argument("--tokens", type=int, default=None, metavar="VOCAB",
-                   help="synthetic inputs are integer token ids in [0, VOCAB) instead of N(0, 1)")
+    add_input_options(p, required=True)
     p.add_argument("--labels", action="store_true", help="--data: back-propagate cross-entropy of 'y'")
     p.add_argument("--mode", choices=("train", "eval", "keep"), default="keep",
                    help="run the model in train or eval mode (default: as the factory built it)")
@@ -49,39 +43,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _inputs(args: argparse.Namespace):
-    import numpy as np
-    import torch
-
-    from initlab.cli.init import parse_shape
-
-    if args.data is not None:
-        with np.load(args.data) as f:
-            if not f.files:
-                raise ValueError(f"--data {args.data}: the file holds no array")
-            x = f["x"] if "x" in f.files else f[f.files[0]]
-            y = f["y"] if "y" in f.files else None
-        n = min(len(x), args.batch or 512)
-        xt = torch.from_numpy(np.ascontiguousarray(x[:n]))
-        xt = xt.float() if xt.is_floating_point() or xt.dtype == torch.bool else xt.long()
-        if args.labels:
-            if y is None:
-                raise ValueError(f"--labels: {args.data} has no array 'y'")
-            return xt, torch.from_numpy(np.ascontiguousarray(y[:n])).long()
-        return xt, None
-    if args.labels:
-        raise ValueError("--labels needs --data (synthetic inputs have no labels)")
-    shape = parse_shape(args.input_shape)
-    if args.batch is not None:
-        shape = (args.batch, *shape[1:])
-    gen = torch.Generator().manual_seed(args.seed)
-    if args.tokens is not None:
-        if args.tokens < 1:
-            raise ValueError(f"--tokens must be a positive vocabulary size; got {args.tokens}")
-        return torch.randint(0, args.tokens, shape, generator=gen), None
-    return torch.randn(shape, generator=gen), None
-
-
 def run(args: argparse.Namespace) -> int:
     import initlab
     from initlab.cli.init import load_factory
@@ -90,10 +51,13 @@ def run(args: argparse.Namespace) -> int:
     unknown = [c for c in args.ignore if c not in CODES]
     if unknown:
         raise ValueError(f"--ignore must name verdict codes ({', '.join(CODES)}); got {unknown}")
-    if args.batch is not None and args.batch < 1:
-        raise ValueError(f"--batch must be a positive integer; got {args.batch}")
+    if args.labels and args.data is None:
+        raise ValueError("--labels needs --data (synthetic inputs have no labels)")
     model = load_factory(args.target)
-    x, y = _inputs(args)
+    x, y = model_inputs(args, args.seed)
+    if args.labels and y is None:
+        raise ValueError(f"--labels: {args.data} has no array 'y'")
+    y = y if args.labels else None
     train = {"train": True, "eval": False, "keep": None}[args.mode]
     result = initlab.probe(model, x, y, seed=args.seed, train=train)
     if args.table:
@@ -101,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     kept = [v for v in result.verdicts if v.code not in set(args.ignore)]
     chain = result.profile()
     print(f"initlab doctor: {args.target}: {len(result.layers)} points probed on a batch of {result.batch_size} "
-          f"({'your data' if args.data else 'synthetic N(0, 1) inputs' if args.tokens is None else 'random tokens'}"
+          f"({describe_inputs(args)}"
           f", backward by {result.backward}; depth chain of {len(chain)} layers)")
     if not result.verdicts:
         print("healthy: no problem found")

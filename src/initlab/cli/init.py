@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from initlab.cli._inputs import add_input_options, model_inputs
+
 ORDER = 30
 
 EPILOG = """examples:
   initlab init mypkg.models:make_net
   initlab init mypkg.models:resnet18 --input-shape 1,3,32,32 --residual zero_last --seed 0
   initlab init mypkg.models:make_net --scheme "orthogonal(gain='relu')" --json
+  initlab init mypkg.models:tiny_llama --input-shape 2,16 --tokens 32000 --check
 """
 
 
@@ -23,9 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("target", metavar="MODULE:FACTORY", help="e.g. mypkg.models:make_net")
     p.add_argument("--scheme", default="auto", help="'auto' (default) or any initializer spec, e.g. he_normal")
-    p.add_argument("--input-shape", default=None,
-                   help="comma-separated shape of an example input, e.g. 1,3,32,32 (used when torch.fx "
-                        "cannot trace the model)")
+    add_input_options(p, required=False)
     p.add_argument("--residual", default=None, choices=["zero_last", "gpt2", "fixup"],
                    help="residual-branch rule (default: none)")
     p.add_argument("--output", default=None, help="spec for the last layer's weight, e.g. zeros")
@@ -78,15 +79,10 @@ def load_factory(target: str):
 def run(args: argparse.Namespace) -> int:
     import json
 
-    import torch
-
     from initlab.model_init import IncompleteInitError, init_model
 
     model = load_factory(args.target)
-    example = None
-    if args.input_shape:
-        shape = parse_shape(args.input_shape)
-        example = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    example, _ = model_inputs(args, 0)  # a forward pass shows the dataflow when fx cannot trace the model
     report = init_model(model, args.scheme, example_inputs=example, seed=args.seed, residual=args.residual,
                         output=args.output, bias=args.bias)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from initlab.cli._inputs import add_input_options, model_inputs
+
 ORDER = 60
 
 EPILOG = """examples:
@@ -23,10 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "iterations, output std before and after, the scale applied.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("target", metavar="MODULE:FACTORY", help="e.g. mypkg.models:make_net")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--input-shape", default=None, help="shape of a random N(0,1) batch, e.g. 256,784")
-    src.add_argument("--data", default=None, help="dataset name (mnist, digits, mnist1d, gaussian) or .npz path")
-    p.add_argument("--batch", type=int, default=256, help="examples taken from --data (default 256)")
+    add_input_options(p, required=True, data_batch=256)
     p.add_argument("--target-std", type=float, default=1.0, help="output std to reach (default 1)")
     p.add_argument("--tol", type=float, default=0.02, help="relative tolerance on the std (default 0.02)")
     p.add_argument("--max-iter", type=int, default=20, help="rescalings per layer (default 20)")
@@ -48,18 +47,11 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from initlab.cli.init import load_factory, parse_shape
+    from initlab.cli.init import load_factory
     from initlab.datainit.lsuv import lsuv
 
-    if args.batch < 1:
-        raise ValueError(f"--batch must be >= 1; got {args.batch}")
     model = load_factory(args.target)
-    if args.input_shape:
-        x = torch.randn(parse_shape(args.input_shape), generator=torch.Generator().manual_seed(args.seed))
-    else:
-        from initlab.data import load
-
-        x = load(args.data, seed=args.seed).x_train[: args.batch]
+    x, _ = model_inputs(args, args.seed, data_batch=256)
     if args.init is not None:
         from initlab.model_init import init_model
 

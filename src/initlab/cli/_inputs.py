@@ -1,0 +1,91 @@
+"""The input options shared by every command that takes a model (``init``, ``doctor``, ``lsuv``).
+
+``--input-shape`` (a synthetic N(0, 1) batch, or integer token ids in ``[0, VOCAB)`` with ``--tokens``),
+``--data`` (a bundled dataset name or a ``.npz`` file with ``x`` and optionally ``y``) and ``--batch``:
+one set of options, parsed in one place, so the commands accept the same inputs and say the same things
+about bad ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["add_input_options", "model_inputs", "describe_inputs"]
+
+
+def add_input_options(p: argparse.ArgumentParser, *, required: bool, data_batch: int = 512) -> None:
+    """Add ``--input-shape`` / ``--data`` (mutually exclusive), ``--tokens`` and ``--batch`` to ``p``."""
+    src = p.add_mutually_exclusive_group(required=required)
+    src.add_argument("--input-shape", default=None,
+                     help="comma-separated input shape, batch first, e.g. 256,784, 64,3,32,32 or 8,128 with "
+                          "--tokens: a synthetic batch of N(0, 1) values")
+    src.add_argument("--data", default=None, metavar="NAME|FILE.npz",
+                     help="a bundled dataset (mnist, digits, mnist1d, gaussian; standardized) or a .npz with the "
+                          "inputs as 'x' (else the first array) and labels as 'y'")
+    p.add_argument("--tokens", type=int, default=None, metavar="VOCAB",
+                   help="with --input-shape: integer token ids in [0, VOCAB) instead of N(0, 1) values "
+                        "(language models)")
+    p.add_argument("--batch", type=int, default=None,
+                   help=f"examples taken from --data (default: up to {data_batch}), or the batch size of "
+                        "--input-shape (default: its first dimension)")
+
+
+def _npz(path: str, n: int) -> tuple[Any, Any]:
+    import numpy as np
+    import torch
+
+    try:
+        f = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--data {path}: not a readable .npz file ({type(exc).__name__})") from None
+    with f:
+        if not f.files:
+            raise ValueError(f"--data {path}: the file holds no array")
+        x = f["x"] if "x" in f.files else f[f.files[0]]
+        y = f["y"] if "y" in f.files else None
+        xt = torch.from_numpy(np.ascontiguousarray(x[:n]))
+        xt = xt.float() if xt.is_floating_point() or xt.dtype == torch.bool else xt.long()
+        yt = None if y is None else torch.from_numpy(np.ascontiguousarray(y[:n])).long()
+    return xt, yt
+
+
+def model_inputs(args: argparse.Namespace, seed: int = 0, data_batch: int = 512) -> tuple[Any, Any]:
+    """``(x, y)`` from the parsed input options; ``y`` (labels) only from ``--data`` (its first ``--batch``
+    examples, default ``data_batch``); ``(None, None)`` when no input option was given."""
+    import torch
+
+    from initlab.cli.init import parse_shape
+
+    if args.batch is not None and args.batch < 1:
+        raise ValueError(f"--batch must be a positive integer; got {args.batch}")
+    if args.tokens is not None and args.tokens < 1:
+        raise ValueError(f"--tokens must be a positive vocabulary size; got {args.tokens}")
+    if args.data is not None:
+        if args.tokens is not None:
+            raise ValueError("--tokens goes with --input-shape (token ids of that shape), not with --data")
+        n = args.batch or data_batch
+        if str(args.data).endswith(".npz"):
+            return _npz(args.data, n)
+        from initlab.data import load
+
+        ds = load(args.data, seed=seed)
+        return ds.x_train[:n], ds.y_train[:n]
+    if args.input_shape is None:
+        if args.tokens is not None:
+            raise ValueError("--tokens needs --input-shape (the shape of the token-id batch, e.g. 8,128)")
+        return None, None
+    shape = parse_shape(args.input_shape)
+    if args.batch is not None:
+        shape = (args.batch, *shape[1:])
+    gen = torch.Generator().manual_seed(seed)
+    if args.tokens is not None:
+        return torch.randint(0, args.tokens, shape, generator=gen), None
+    return torch.randn(shape, generator=gen), None
+
+
+def describe_inputs(args: argparse.Namespace) -> str:
+    """A few words on where the batch came from, for the commands' summaries."""
+    if args.data is not None:
+        return "your data" if str(args.data).endswith(".npz") else f"the {args.data} dataset"
+    return "random tokens" if args.tokens is not None else "synthetic N(0, 1) inputs"
