@@ -7,7 +7,8 @@ download), three columns side by side, each on a freshly built copy of the model
 * ``anyinit``: ``anyinit.initialize(model, "analytic", inputs, seed=0)``, the call its README recommends,
   given the example inputs as positional arguments (a keyword dict is turned into positional arguments by
   the order of ``model.forward``'s parameters, ``None`` in the gaps);
-* ``initlab``: ``initlab.init_model(model, example_inputs=inputs, seed=0)``.
+* ``initlab``: ``initlab.init_model(model, example_inputs=inputs, seed=0)`` (plus the family's
+  ``RealModel.init_kwargs``: ``residual="zero_last"`` for the BatchNorm ResNet).
 
 Each column reports how many parameter tensors (tied ones counted once) were initialized / left untouched,
 according to the library's own report, the number whose bytes actually changed, and the std of the main
@@ -141,7 +142,7 @@ def run_initlab(rm: realmodels.RealModel, seed: int, **_: Any) -> dict[str, Any]
 
     model = rm.model
     before = snapshot(model)
-    report = initlab.init_model(model, example_inputs=rm.inputs, seed=seed)
+    report = initlab.init_model(model, example_inputs=rm.inputs, seed=seed, **rm.init_kwargs)
     notes = [f"untouched: {u.name} ({u.reason.split(';')[0]})" for u in report.untouched]
     return {"initialized": len(report.entries), "untouched": len(report.untouched), "changed": changed(model, before),
             "notes": notes, "untouched_names": [u.name for u in report.untouched]}
@@ -173,6 +174,21 @@ def fmt_std(c: dict[str, Any]) -> str:
         return "-"
     s = c["std"]
     return f"{s:.3g}" if math.isfinite(s) else str(s)
+
+
+def as_good(ours: dict[str, Any], theirs: dict[str, Any] | None) -> str:
+    """``yes`` when initlab leaves no more tensors untouched than anyinit and its output std is in [0.5, 2] or
+    no farther from 1 (in log scale) than anyinit's; a failed anyinit cell counts as worse."""
+    if theirs is None:
+        return "-"
+    if "error" in ours:
+        return "no"
+    if "error" in theirs:
+        return "yes"
+    fewer = ours["untouched"] <= theirs["untouched"]
+    dist = [abs(math.log(c["std"])) if c["std"] > 0 and math.isfinite(c["std"]) else math.inf for c in (ours, theirs)]
+    scale = dist[0] <= math.log(2) or dist[0] <= dist[1]
+    return "yes" if fewer and scale else "no"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,17 +238,22 @@ def main(argv: list[str] | None = None) -> int:
     head = ["model", "tensors", "default std"]
     for c in cols[1:]:
         head += [f"{c} init/untouched (changed)", f"{c} std"]
+    if anyinit is not None:
+        head.append("initlab >= anyinit")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in results.items():
         d = row["default"]
         cells = [name, str(d.get("tensors", "-")) if "error" not in d else "error: " + d["error"][:60], fmt_std(d)]
         for c in cols[1:]:
             cells += [fmt_counts(row[c]), fmt_std(row[c])]
+        if anyinit is not None:
+            cells.append(as_good(row["initlab"], row["anyinit"]))
         lines.append("| " + " | ".join(cells) + " |")
     print("\n".join(lines))
     print("\ninit/untouched: parameter tensors (tied ones once) the library's report says it initialized / left "
           "alone;\n(N): how many tensors' bytes changed. std: of the logits (LM and classification heads) or the last "
-          "hidden state,\nin eval mode, on the model's example inputs.")
+          "hidden state,\nin eval mode, on the model's example inputs. initlab >= anyinit: no more tensors untouched, "
+          "and an output std in [0.5, 2] or no farther from 1.")
 
     print("\nnotes")
     for name, row in results.items():

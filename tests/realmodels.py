@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["RealModel", "ALL", "TRANSFORMERS", "PATTERNS", "build", "call_model", "main_output", "MODEL_SEED",
@@ -91,6 +90,8 @@ class RealModel:
         blocks: qualified names of the repeated blocks (``transformer.h.0``, ``model.layers.1``...).
         source: ``transformers`` or ``pattern`` (a plain-torch reproduction of a timm/torchvision pattern).
         output: maps the raw model output to the main tensor (default :func:`main_output`).
+        init_kwargs: what the family needs from ``initlab.init_model`` beyond the defaults
+            (docs/real_models.md).
     """
 
     name: str
@@ -100,6 +101,7 @@ class RealModel:
     blocks: list[str]
     source: str = "pattern"
     output: Callable[[Any], Tensor] = field(default=main_output, repr=False)
+    init_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def forward(self, model: nn.Module | None = None) -> Any:
         """The raw output of ``model`` (default: this record's model) on :attr:`inputs`."""
@@ -495,8 +497,12 @@ def resnet_bn() -> RealModel:
     """ResNet-like BatchNorm net (eval mode: BN uses its running statistics, 0 and 1 as constructed)."""
     with _seeded():
         model = ResNetBN()
-    return _finish("resnet_bn", model, _images(), "convnet",
-                   [f"layer{s}.{i}" for s in (1, 2) for i in range(2)], "pattern")
+    rm = _finish("resnet_bn", model, _images(), "convnet", [f"layer{s}.{i}" for s in (1, 2) for i in range(2)],
+                 "pattern")
+    # evaluated with fresh running statistics, BatchNorm is the identity, and the residual sums double the
+    # variance per block unless each branch starts at zero (timm's zero_init_last)
+    rm.init_kwargs = {"residual": "zero_last"}
+    return rm
 
 
 def glu_mlp() -> RealModel:

@@ -27,16 +27,12 @@ from initlab.semantics import MATRIX_KINDS, describe
 from initlab.theory import propagate
 
 MODELS = list(realmodels.ALL)
-# what a family needs beyond the defaults (docs/real_models.md): a BatchNorm ResNet evaluated with fresh
-# running statistics is a ResNet without normalization, whose residual sums double the variance per block
-# unless each branch starts at zero (timm's zero_init_last, torchvision's zero_init_residual)
-INIT_KWARGS = {"resnet_bn": {"residual": "zero_last"}}
 
 
 def _init(rm: realmodels.RealModel) -> initlab.InitReport:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # length-map warnings are checked in test_semantics
-        return initlab.init_model(rm.model, example_inputs=rm.inputs, seed=0, **INIT_KWARGS.get(rm.name, {}))
+        return initlab.init_model(rm.model, example_inputs=rm.inputs, seed=0, **rm.init_kwargs)
 
 
 def _output_std(rm: realmodels.RealModel) -> float:
