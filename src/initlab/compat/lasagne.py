@@ -6,8 +6,8 @@ LeCun's init) and may be ``'relu'`` (sqrt(2)); ``Normal`` defaults to std 0.01, 
 ``Sparse(sparsity)`` keeps that FRACTION OF NON-ZERO incoming weights per unit (Martens 2010). Each
 factory returns an initlab ``Initializer``.
 
->>> HeNormal(gain="relu")
-He(gain='relu', layout='lasagne_dense')
+>>> HeNormal(gain="relu")  # sqrt(2), He's own default: not repeated in the repr
+He(layout='lasagne_dense')
 """
 
 from __future__ import annotations
