@@ -12,7 +12,7 @@ so building never moves the caller's global RNG; inputs come from a fixed ``torc
 >>> rm.run().shape
 torch.Size([2, 16, 128])
 >>> sorted(ALL)[:3]
-['bert', 'convnext', 'gpt2']
+['bert', 'convnext', 'glu_mlp']
 
 Layout notes (things a reader of the weights trips over):
 
