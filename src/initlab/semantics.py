@@ -240,11 +240,11 @@ def _use_role(graph: Graph, use: Use, p: torch.Tensor) -> str:
     if use.how == "concat":
         return "token"
     if use.how == "add":
+        if sum(n > 1 for n in p.shape) >= 2:  # a table added to the activations: (1, tokens, d), (1, d, h, w)
+            return "position"
         if use.after == "norm":
             return "norm_bias"
-        if use.after in ("matmul", "conv"):
-            return "bias"
-        return "position" if p.dim() >= 2 else "bias"
+        return "bias"
     if use.how == "mul":
         return "layer_scale" if _feeds_residual(graph, use.op) else "scale"
     return "unknown"

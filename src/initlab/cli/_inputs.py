@@ -11,7 +11,45 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-__all__ = ["add_input_options", "model_inputs", "describe_inputs"]
+__all__ = ["add_input_options", "model_inputs", "describe_inputs", "parse_shape", "load_factory"]
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(t) for t in text.replace("x", ",").split(",") if t.strip())
+    except ValueError:
+        raise ValueError(f"--input-shape must be comma-separated positive ints such as 1,3,32,32; got {text!r}") \
+            from None
+    if not dims or any(d < 1 for d in dims):
+        raise ValueError(f"--input-shape must be comma-separated positive ints such as 1,3,32,32; got {text!r}")
+    return dims
+
+
+def load_factory(target: str):
+    """``"pkg.mod:name"`` -> the model built by ``pkg.mod.name()`` (or the module attribute itself)."""
+    import importlib
+    import os
+    import sys
+
+    from torch import nn
+
+    if ":" not in target:
+        raise ValueError(f"expected MODULE:FACTORY, e.g. mypkg.models:make_net; got {target!r}")
+    mod_name, _, attr = target.partition(":")
+    if not mod_name or not attr:
+        raise ValueError(f"expected MODULE:FACTORY, e.g. mypkg.models:make_net; got {target!r}")
+    if os.getcwd() not in sys.path:  # like `python -m`, modules in the current directory are importable
+        sys.path.insert(0, os.getcwd())
+    module = importlib.import_module(mod_name)
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"module {mod_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    model = obj if isinstance(obj, nn.Module) else obj() if callable(obj) else obj
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{target} must be an nn.Module or a factory returning one; got {type(model).__name__}")
+    return model
 
 
 def add_input_options(p: argparse.ArgumentParser, *, required: bool, data_batch: int = 512) -> None:
@@ -54,8 +92,6 @@ def model_inputs(args: argparse.Namespace, seed: int = 0, data_batch: int = 512)
     """``(x, y)`` from the parsed input options; ``y`` (labels) only from ``--data`` (its first ``--batch``
     examples, default ``data_batch``); ``(None, None)`` when no input option was given."""
     import torch
-
-    from initlab.cli.init import parse_shape
 
     if args.batch is not None and args.batch < 1:
         raise ValueError(f"--batch must be a positive integer; got {args.batch}")

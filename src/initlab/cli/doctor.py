@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import initlab
-    from initlab.cli.init import load_factory
+    from initlab.cli._inputs import load_factory
     from initlab.probing.health import CODES
 
     unknown = [c for c in args.ignore if c not in CODES]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from initlab.cli._inputs import add_input_options, model_inputs
+from initlab.cli._inputs import add_input_options, load_factory, model_inputs, parse_shape
+
+__all__ = ["register", "run", "parse_shape", "load_factory"]
 
 ORDER = 30
 
@@ -36,44 +38,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--check", action="store_true",
                    help="exit with status 1 when a parameter was left untouched (a CI check)")
     p.set_defaults(func=run)
-
-
-def parse_shape(text: str) -> tuple[int, ...]:
-    try:
-        dims = tuple(int(t) for t in text.replace("x", ",").split(",") if t.strip())
-    except ValueError:
-        raise ValueError(f"--input-shape must be comma-separated positive ints such as 1,3,32,32; got {text!r}") \
-            from None
-    if not dims or any(d < 1 for d in dims):
-        raise ValueError(f"--input-shape must be comma-separated positive ints such as 1,3,32,32; got {text!r}")
-    return dims
-
-
-def load_factory(target: str):
-    """``"pkg.mod:name"`` -> the model built by ``pkg.mod.name()`` (or the module attribute itself)."""
-    import importlib
-    import os
-    import sys
-
-    from torch import nn
-
-    if ":" not in target:
-        raise ValueError(f"expected MODULE:FACTORY, e.g. mypkg.models:make_net; got {target!r}")
-    mod_name, _, attr = target.partition(":")
-    if not mod_name or not attr:
-        raise ValueError(f"expected MODULE:FACTORY, e.g. mypkg.models:make_net; got {target!r}")
-    if os.getcwd() not in sys.path:  # like `python -m`, modules in the current directory are importable
-        sys.path.insert(0, os.getcwd())
-    module = importlib.import_module(mod_name)
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"module {mod_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    model = obj if isinstance(obj, nn.Module) else obj() if callable(obj) else obj
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{target} must be an nn.Module or a factory returning one; got {type(model).__name__}")
-    return model
 
 
 def run(args: argparse.Namespace) -> int:

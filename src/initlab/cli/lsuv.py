@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from initlab.cli.init import load_factory
+    from initlab.cli._inputs import load_factory
     from initlab.datainit.lsuv import lsuv
 
     model = load_factory(args.target)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from initlab.probing.result import ProbeData as ProbeResult  # the data, not the class that renders it
 from initlab.probing.stats import LayerStats
 
 __all__ = ["plot_activations", "plot_profile", "plot_monitor", "representations", "as_results"]
@@ -45,8 +46,6 @@ def _has_display() -> bool:
 
 def as_results(results: Any) -> list[tuple[str, Any]]:
     """``[(label, ProbeResult), ...]`` from one result, a dict ``{label: result}`` or a list of pairs."""
-    from initlab.probing.probe import ProbeResult
-
     if isinstance(results, ProbeResult):
         return [("", results)]
     if isinstance(results, Mapping):

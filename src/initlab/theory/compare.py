@@ -20,9 +20,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from initlab.theory.propagate import Prediction
+if TYPE_CHECKING:  # read by duck typing at run time: compare sits below the probe that calls it
+    from initlab.theory.propagate import Prediction
 
 DIRECTIONS = ("forward", "backward")
 
@@ -152,7 +153,7 @@ def compare(prediction: Prediction, probe_result: Any, *, grad_scale: float | st
     >>> compare(pred, stats, grad_scale=1.0).direction("forward")[0].ratio
     1.0
     """
-    if not isinstance(prediction, Prediction):
+    if not all(hasattr(prediction, a) for a in ("layers", "gaps", "input_var")):
         raise TypeError(f"prediction must be an initlab.theory.Prediction; got {type(prediction).__name__}")
     if isinstance(grad_scale, str):
         if grad_scale not in ("auto", "output"):

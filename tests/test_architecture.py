@@ -1,0 +1,161 @@
+"""The package's shape: modules depend one way, data never on its rendering, functions stay short.
+
+The import graph is read from the source (every ``import`` statement, those inside functions included,
+except ``if TYPE_CHECKING:`` blocks), so a cycle hidden behind a function-level import is caught too.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PACKAGE = SRC / "initlab"
+MAX_LINES = 80  # a function's lines without its docstring (docs/architecture.md)
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for f in PACKAGE.rglob("*.py"):
+        parts = list(f.relative_to(SRC).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = f
+    return out
+
+
+MODULES = _modules()
+
+
+def _resolve(name: str) -> str:
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    skip = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(n) for n in ast.walk(node))
+    return skip
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the initlab modules it imports (package ``__init__`` re-exports are not edges into it from
+    its own submodules' point of view: ``from initlab.x import y`` names module ``initlab.x.y`` when it is one)."""
+    graph: dict[str, set[str]] = {m: set() for m in MODULES}
+    for mod, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        skip = _type_checking_nodes(tree)
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            targets = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("initlab"):
+                targets = [_resolve(f"{node.module}.{a.name}") for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [_resolve(a.name) for a in node.names if a.name.startswith("initlab")]
+            graph[mod].update(t for t in targets if t and t != mod)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycle():
+    assert cycles(import_graph()) == []
+
+
+def test_cycle_detector_finds_a_cycle():  # the check above can fail
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+@pytest.mark.parametrize("data", ["initlab.probing.stats", "initlab.probing.health", "initlab.probing.result",
+                                  "initlab.semantics", "initlab.graph", "initlab.gains"])
+def test_data_and_semantics_never_depend_on_rendering_or_the_tools(data):
+    graph = import_graph()
+    seen, todo = set(), [data]
+    while todo:  # everything reachable from the module
+        m = todo.pop()
+        for t in graph[m]:
+            if t not in seen:
+                seen.add(t)
+                todo.append(t)
+    assert not [m for m in seen if m.startswith(("initlab.report", "initlab.probing.probe", "initlab.theory",
+                                                  "initlab.model_init", "initlab.datainit", "initlab.cli"))]
+
+
+def test_report_depends_on_data_not_on_the_tools_that_make_it():
+    graph = import_graph()
+    for mod, deps in graph.items():
+        if mod.startswith("initlab.report"):
+            assert "initlab.probing.probe" not in deps and "initlab.theory.propagate" not in deps, mod
+
+
+def function_lengths() -> list[tuple[int, str]]:
+    """(lines without the docstring, 'module:function') of every function, nested ones counted on their own."""
+    rows = []
+    for mod, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            lines = set(range(node.lineno, node.end_lineno + 1))
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                lines -= set(range(body[0].lineno, body[0].end_lineno + 1))
+            for inner in ast.walk(node):
+                if inner is not node and isinstance(inner, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    lines -= set(range(inner.lineno, inner.end_lineno + 1))
+            rows.append((len(lines), f"{mod}:{node.name}"))
+    return sorted(rows, reverse=True)
+
+
+def test_no_function_over_the_limit():
+    longest = function_lengths()
+    print("longest functions:", longest[:5])  # the report (pytest -s shows it)
+    over = [(n, f) for n, f in longest if n > MAX_LINES]
+    assert not over, over
+
+
+def test_function_length_counts_nested_functions_apart():
+    assert MAX_LINES < 100
+    lengths = dict((f, n) for n, f in function_lengths())
+    assert lengths["initlab.semantics:describe"] >= 20  # measured, not zero
