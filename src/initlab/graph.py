@@ -815,113 +815,101 @@ def _kinds_from_uses(b: _Builder) -> dict[str, str]:
     return out
 
 
-def _analyse(b: _Builder, method: str, reason: str | None) -> Graph:
-    ops = b.ops
-    n = len(ops)
-    kinds = _kinds_from_uses(b)
-    for op in ops:
-        if op.module is not None and kinds.get(op.layer or "") == "norm":
-            op.kind = "norm"
-    data_in = [[j for j in op.inputs if not ops[j].constant] for op in ops]
-    # a parametrized activation (PReLU) stays elementwise: the next layer's act_in is the PReLU
-    boundary = [op.kind in ("input", "output", "norm", "concat") or (op.layer is not None and op.kind != "activation")
-                for op in ops]
-    root = list(range(n))
-    for op in ops:
-        i = op.index
-        if boundary[i] or op.constant:
-            continue
-        roots = {root[j] for j in data_in[i]}
-        if len(roots) == 1:
-            root[i] = roots.pop()
-        elif not roots:
-            op.constant = True
-        else:
-            boundary[i] = True  # a merge: a sum/product of two different sources
+class _Flow:
+    """The activations around each op: ops grouped into elementwise runs from a *root* (a layer, a norm, the
+    input, a merge of two sources), so ``composed(i)`` is the function from op i's root to op i."""
 
-    comp_cache: dict[int, Activation] = {}
-
-    def composed(i: int) -> Activation:
-        """The activation mapping root[i]'s output to op i's output."""
-        if boundary[i]:
-            return LINEAR
-        if i in comp_cache:
-            return comp_cache[i]
-        r, members, stack = root[i], set(), [i]
-        while stack:
-            k = stack.pop()
-            if k in members or k == r or ops[k].constant:
+    def __init__(self, ops: list[Op]) -> None:
+        self.ops = ops
+        n = len(ops)
+        self.data_in = [[j for j in op.inputs if not ops[j].constant] for op in ops]
+        # a parametrized activation (PReLU) stays elementwise: the next layer's act_in is the PReLU
+        self.boundary = [op.kind in ("input", "output", "norm", "concat")
+                         or (op.layer is not None and op.kind != "activation") for op in ops]
+        self.root = list(range(n))
+        for op in ops:
+            i = op.index
+            if self.boundary[i] or op.constant:
                 continue
-            members.add(k)
-            stack.extend(data_in[k])
-        chain = sorted(k for k in members if ops[k].elementwise)
-        acts = [ops[k] for k in chain]
-        if not acts:
-            result = LINEAR
-        elif len(acts) == 1 and acts[0].activation is not None and len(data_in[acts[0].index]) == 1:
-            result = acts[0].activation
-        else:
-            result = _compose(ops, sorted(members), r, i, data_in)
-        comp_cache[i] = result
-        return result
+            roots = {self.root[j] for j in self.data_in[i]}
+            if len(roots) == 1:
+                self.root[i] = roots.pop()
+            elif not roots:
+                op.constant = True
+            else:
+                self.boundary[i] = True  # a merge: a sum/product of two different sources
+        self.consumers: list[list[int]] = [[] for _ in range(n)]
+        for op in ops:
+            for j in self.data_in[op.index]:
+                self.consumers[j].append(op.index)
+        self.rooted: dict[int, list[int]] = {}  # root -> the non-boundary ops computed from it, in order
+        for op in ops:
+            if not self.boundary[op.index] and not op.constant and self.root[op.index] != op.index:
+                self.rooted.setdefault(self.root[op.index], []).append(op.index)
+        self._cache: dict[int, Activation] = {}
 
-    layer_ops: dict[str, int] = {}
-    for op in ops:
-        if op.layer is not None and op.layer not in layer_ops:
-            layer_ops[op.layer] = op.index
+    def composed(self, i: int) -> Activation:
+        """The activation mapping root[i]'s output to op i's output."""
+        if self.boundary[i]:
+            return LINEAR
+        if i not in self._cache:
+            ops, data_in = self.ops, self.data_in
+            r, members, stack = self.root[i], set(), [i]
+            while stack:
+                k = stack.pop()
+                if k in members or k == r or ops[k].constant:
+                    continue
+                members.add(k)
+                stack.extend(data_in[k])
+            acts = [ops[k] for k in sorted(members) if ops[k].elementwise]
+            if not acts:
+                result = LINEAR
+            elif len(acts) == 1 and acts[0].activation is not None and len(data_in[acts[0].index]) == 1:
+                result = acts[0].activation
+            else:
+                result = _compose(ops, sorted(members), r, i, data_in)
+            self._cache[i] = result
+        return self._cache[i]
 
-    consumers: list[list[int]] = [[] for _ in range(n)]
-    for op in ops:
-        for j in data_in[op.index]:
-            consumers[j].append(op.index)
-
-    def factor(j: int) -> Activation:
+    def factor(self, j: int) -> Activation:
         """The activation from a unit-variance source (layer, norm, data) to op j's output."""
-        return LINEAR if boundary[j] else composed(j)
+        return LINEAR if self.boundary[j] else self.composed(j)
 
-    def act_in(i: int) -> Activation | None:
-        ins = data_in[i]
+    def act_in(self, i: int) -> Activation | None:
+        ins = self.data_in[i]
         if not ins:
             return None
-        src = ins[0]
-        if ops[src].kind == "mul" and boundary[src] and len(data_in[src]) == 2:
-            return gate([factor(j) for j in data_in[src]])  # a(x) * sigmoid(g(x)), SwiGLU, GeGLU
-        if boundary[src]:
+        src, ops = ins[0], self.ops
+        if ops[src].kind == "mul" and self.boundary[src] and len(self.data_in[src]) == 2:
+            return gate([self.factor(j) for j in self.data_in[src]])  # a(x) * sigmoid(g(x)), SwiGLU, GeGLU
+        if self.boundary[src]:
             return None if ops[src].kind == "input" else LINEAR
-        if ops[root[src]].kind == "input" and composed(src).is_linear:
+        if ops[self.root[src]].kind == "input" and self.composed(src).is_linear:
             return None
-        return composed(src)
+        return self.composed(src)
 
-    rooted: dict[int, list[int]] = {}  # root -> the non-boundary ops computed from it, in order
-    for op in ops:
-        if not boundary[op.index] and not op.constant and root[op.index] != op.index:
-            rooted.setdefault(root[op.index], []).append(op.index)
-
-    def act_out(i: int, depth: int = 0) -> Activation:
-        chain = rooted.get(i, [])
+    def act_out(self, i: int, depth: int = 0) -> Activation:
+        chain = self.rooted.get(i, [])
         for k in chain:
-            if any(boundary[c] for c in consumers[k]) or not consumers[k]:
-                act = composed(k)
+            if any(self.boundary[c] for c in self.consumers[k]) or not self.consumers[k]:
+                act = self.composed(k)
                 if not act.is_linear:
                     return act
         if depth < 4:  # look through normalization layers fed directly (or through reshapes) by this op
             for k in [i, *chain]:
-                if k != i and not composed(k).is_linear:
+                if k != i and not self.composed(k).is_linear:
                     continue
-                for c in consumers[k]:
-                    if ops[c].kind == "norm" and data_in[c] and data_in[c][0] == k:
-                        return act_out(c, depth + 1)
+                for c in self.consumers[k]:
+                    if self.ops[c].kind == "norm" and self.data_in[c] and self.data_in[c][0] == k:
+                        return self.act_out(c, depth + 1)
         return LINEAR
 
-    feeders: list[list[str]] = []
-    for op in ops:
-        if op.layer is not None:
-            feeders.append([op.layer])
-        else:
-            feeders.append(list(dict.fromkeys(x for j in data_in[op.index] for x in feeders[j])))
 
-    # ancestors as bitsets over data edges
-    anc = [0] * n
+def _branches(flow: _Flow, layer_ops: dict[str, int]) -> list[Branch]:
+    """Residual branches from the dataflow: an ``add`` of two paths, one of which holds layers the other
+    does not pass through (see the module docstring)."""
+    ops, data_in = flow.ops, flow.data_in
+    anc = [0] * len(ops)  # ancestors as bitsets over data edges
     for op in ops:
         a = 0
         for j in data_in[op.index]:
@@ -930,18 +918,13 @@ def _analyse(b: _Builder, method: str, reason: str | None) -> Graph:
 
     def layers_between(start: int | None, end: int) -> list[int]:
         """Layer ops L (first calls) with start an ancestor of L and L an ancestor of (or equal to) end."""
-        out = []
-        for li in layer_ops.values():
-            if (start is None or (anc[li] >> start) & 1) and (li == end or (anc[end] >> li) & 1):
-                out.append(li)
-        return sorted(out)
+        return sorted(li for li in layer_ops.values()
+                      if (start is None or (anc[li] >> start) & 1) and (li == end or (anc[end] >> li) & 1))
 
     branches: list[Branch] = []
     for op in ops:
-        if op.kind != "add" or not boundary[op.index]:
-            continue
         ins = data_in[op.index]
-        if len(ins) != 2:
+        if op.kind != "add" or not flow.boundary[op.index] or len(ins) != 2:
             continue
         a, c = ins
         shortcut: list[int] = []
@@ -958,22 +941,47 @@ def _analyse(b: _Builder, method: str, reason: str | None) -> Graph:
             if len(side_a) == len(side_c):
                 continue
             body, shortcut = (side_a, side_c) if len(side_a) > len(side_c) else (side_c, side_a)
-        if not body:
-            continue
-        branches.append(Branch(len(branches), [ops[i].layer for i in body], ops[body[-1]].layer, op.index,
-                               [ops[i].layer for i in shortcut]))
+        if body:
+            branches.append(Branch(len(branches), [ops[i].layer for i in body], ops[body[-1]].layer, op.index,
+                                   [ops[i].layer for i in shortcut]))
+    return branches
 
+
+def _nodes(b: _Builder, flow: _Flow, layer_ops: dict[str, int], branches: list[Branch],
+           kinds: dict[str, str]) -> list[LayerNode]:
+    feeders: list[list[str]] = []  # the nearest layers feeding each op
+    for op in flow.ops:
+        if op.layer is not None:
+            feeders.append([op.layer])
+        else:
+            feeders.append(list(dict.fromkeys(x for j in flow.data_in[op.index] for x in feeders[j])))
     nodes: list[LayerNode] = []
     for idx, (name, i) in enumerate(layer_ops.items()):
         module = b.layer_modules[name]
         containing = [br for br in branches if name in br.layers]
         inner = min(containing, key=lambda br: len(br.layers)).id if containing else None
         nodes.append(LayerNode(
-            name=name, module=module, kind=kinds.get(name) or layer_kind(module), index=idx, act_in=act_in(i),
-            act_out=act_out(i),
-            inputs=list(dict.fromkeys(x for j in data_in[i] for x in feeders[j])), branch=inner,
-            last_in_branch=any(br.last == name for br in branches), op=i,
+            name=name, module=module, kind=kinds.get(name) or layer_kind(module), index=idx, act_in=flow.act_in(i),
+            act_out=flow.act_out(i), inputs=list(dict.fromkeys(x for j in flow.data_in[i] for x in feeders[j])),
+            branch=inner, last_in_branch=any(br.last == name for br in branches), op=i,
         ))
+    return nodes
+
+
+def _analyse(b: _Builder, method: str, reason: str | None) -> Graph:
+    """The Graph of the recorded ops: kinds from runtime uses, activations, residual branches, layer nodes."""
+    ops = b.ops
+    kinds = _kinds_from_uses(b)
+    for op in ops:
+        if op.module is not None and kinds.get(op.layer or "") == "norm":
+            op.kind = "norm"
+    flow = _Flow(ops)
+    layer_ops: dict[str, int] = {}
+    for op in ops:
+        if op.layer is not None and op.layer not in layer_ops:
+            layer_ops[op.layer] = op.index
+    branches = _branches(flow, layer_ops)
+    nodes = _nodes(b, flow, layer_ops, branches, kinds)
     _assign_params(nodes, ops, b)
     uses: dict[str, list[Use]] = {}
     for use in b.uses:

@@ -266,6 +266,35 @@ def _check_number(value: Any, name: str, *, positive: bool = True) -> float:
     return float(value)
 
 
+def _check_lsuv_args(model: Any, target_std: Any, tol: Any, max_iter: Any, orthogonal: Any, center: Any,
+                     progress: Any, seed: Any) -> tuple[float, float]:
+    """Every argument checked before anything runs; returns (target_std, tol) as floats."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+    target = _check_number(target_std, "target_std")
+    tol = _check_number(tol, "tol")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter must be an int >= 1; got {max_iter!r}")
+    for flag, flag_name in ((orthogonal, "orthogonal"), (center, "center"), (progress, "progress")):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{flag_name} must be True or False; got {flag!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"seed must be None or an int; got {seed!r}")
+    return target, tol
+
+
+def _left_alone_notes(records: list[LSUVLayer]) -> list[str]:
+    notes = []
+    zeros = [r.name for r in records if r.status == "zero-init"]
+    if zeros:
+        notes.append(f"all-zero weights left alone (deliberate zero init): {', '.join(zeros)}")
+    tied = [r.name for r in records if r.status == "shared"]
+    if tied:
+        notes.append(f"weights shared with another layer left alone (rescaling one use would change the others): "
+                     f"{', '.join(tied)}")
+    return notes
+
+
 def lsuv(model: nn.Module, inputs: Any, *, target_std: float = 1.0, tol: float = 0.02, max_iter: int = 20,
          orthogonal: bool = True, center: bool = False, layers: Sequence[str] | None = None,
          progress: bool = False, seed: int | None = None) -> LSUVReport:
@@ -309,17 +338,7 @@ def lsuv(model: nn.Module, inputs: Any, *, target_std: float = 1.0, tol: float =
     (['0', '2'], [1.0, 1.0])
     """
     start = time.perf_counter()
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    target = _check_number(target_std, "target_std")
-    tol = _check_number(tol, "tol")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter must be an int >= 1; got {max_iter!r}")
-    for flag, flag_name in ((orthogonal, "orthogonal"), (center, "center"), (progress, "progress")):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{flag_name} must be True or False; got {flag!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"seed must be None or an int; got {seed!r}")
+    target, tol = _check_lsuv_args(model, target_std, tol, max_iter, orthogonal, center, progress, seed)
     args, kwargs = call_args(inputs)
     check_finite((args, kwargs), "inputs")
 
@@ -471,13 +490,7 @@ def lsuv(model: nn.Module, inputs: Any, *, target_std: float = 1.0, tol: float =
                                          math.nan, math.nan, 1.0))
             warnings.warn(f"lsuv: layer {node.name!r} was not called by the forward pass on these inputs; "
                           "left as it was", stacklevel=2)
-    zeros = [r.name for r in records if r.status == "zero-init"]
-    if zeros:
-        notes.append(f"all-zero weights left alone (deliberate zero init): {', '.join(zeros)}")
-    tied = [r.name for r in records if r.status == "shared"]
-    if tied:
-        notes.append(f"weights shared with another layer left alone (rescaling one use would change the others): "
-                     f"{', '.join(tied)}")
+    notes += _left_alone_notes(records)
     passes = 1 + (1 if graph.method == "hooks" else 0)
     return LSUVReport(layers=records, target_std=target, tol=tol, max_iter=max_iter, orthogonal=orthogonal,
                       center=center, trace_method=graph.method, fallback_reason=graph.fallback_reason,

@@ -27,7 +27,7 @@ from initlab import sampling
 from initlab.probing.health import Thresholds, diagnose
 from initlab.probing.hooks import Recorder, Target, select_targets
 from initlab.probing.result import ProbeData
-from initlab.probing.stats import input_stats, weight_summaries
+from initlab.probing.stats import LayerStats, input_stats, weight_summaries
 from initlab.semantics import describe
 
 __all__ = ["probe", "ProbeResult", "model_state", "restore_state", "layer_weights"]
@@ -279,9 +279,42 @@ def probe(model: nn.Module, inputs: Any, targets: torch.Tensor | None = None, *,
         >>> [v.code for v in r.verdicts]
         ['vanishing_activations', 'vanishing_gradients']
     """
+    _check_probe_args(model, loss, targets, bins, seed, train, hist_range)
+    args, kwargs = _split_inputs(inputs)
+    th = Thresholds.make(thresholds)
+    tensors = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+    first_input = next((t for t in tensors), None)
+    # before the pass, while the least memory is in use
+    inputs_summary = None if first_input is None else input_stats(first_input)
+    if graph is None:
+        graph = _graph(model, args, kwargs)
+    targets_list = select_targets(graph, layers, train)
+    recorder = Recorder(targets_list, bins=bins, hist_range=hist_range, grads=True)
+    state = model_state(model)
+    try:
+        loss_value, backward, grads = _pass(model, args, kwargs, targets, loss, seed, train, recorder, state,
+                                            tensors)
+    finally:
+        recorder.detach()
+        restore_state(state)
+    stats = recorder.results()
+    _fill_weights(model, stats, targets_list, grads, describe(graph))
+    del grads
+    notes = [f"{name}: not recorded ({why})" for name, why in recorder.failed.items()]
+    if graph.method == "modules":
+        notes.append("functional activations and residual branches were not visible to the tracer")
+    result = ProbeResult(
+        layers=stats, input=inputs_summary, loss=loss_value,
+        backward=backward, method=graph.method, batch_size=int(first_input.shape[0]) if first_input is not None
+        and first_input.ndim else 1, seed=seed, bins=bins, thresholds=th, notes=notes)
+    result.verdicts = diagnose(result.layers, result.input, th)
+    return result
+
+
+def _check_probe_args(model: Any, loss: Any, targets: Any, bins: Any, seed: Any, train: Any, hist_range: Any) -> None:
+    """Every argument checked before anything runs."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    args, kwargs = _split_inputs(inputs)
     if loss is not None and not callable(loss):
         raise TypeError(f"loss must be a callable loss(output, targets); got {type(loss).__name__}")
     if targets is not None and not isinstance(targets, torch.Tensor):
@@ -292,71 +325,61 @@ def probe(model: nn.Module, inputs: Any, targets: torch.Tensor | None = None, *,
         raise ValueError(f"seed must be an integer; got {seed!r}")
     if train is not None and not isinstance(train, bool):
         raise ValueError(f"train must be True, False or None; got {train!r}")
-    th = Thresholds.make(thresholds)
     if hist_range is not None:  # validated by the accumulator; check early so nothing runs on bad input
         from initlab.probing.stats import TensorAccumulator
 
         TensorAccumulator(bins=bins, hist_range=hist_range)
-    tensors = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
-    first_input = next((t for t in tensors), None)
-    # before the pass, while the least memory is in use
-    inputs_summary = None if first_input is None else input_stats(first_input)
-    if graph is None:
-        graph = _graph(model, args, kwargs)
-    targets_list = select_targets(graph, layers, train)
-    sem = describe(graph)
-    recorder = Recorder(targets_list, bins=bins, hist_range=hist_range, grads=True)
-    state = model_state(model)
+
+
+def _pass(model: nn.Module, args: tuple, kwargs: dict, targets: Any, loss: Any, seed: int, train: bool | None,
+          recorder: Recorder, state: dict[str, Any], tensors: list[torch.Tensor]
+          ) -> tuple[float | None, str, dict[int, torch.Tensor]]:
+    """One forward pass with the recorder attached, then the backward pass: (loss value, how, weight grads)."""
     params = [p for p, _ in state["requires_grad"] if p.is_floating_point()]
-    loss_value: float | None = None
-    backward = "none"
-    grads: dict[int, torch.Tensor] = {}
-    try:
-        if train is not None:
-            model.train(train)
-        for p in params:
-            p.requires_grad_(True)
-        wrt = params
-        if not wrt:  # a model without parameters: measure gradients with respect to the inputs
-            args, kwargs = pytree.tree_map(
-                lambda t: t.detach().requires_grad_(True) if isinstance(t, torch.Tensor) and t.is_floating_point()
-                else t, (args, kwargs))
-            wrt = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor) and t.requires_grad]
-        recorder.attach()
-        with torch.random.fork_rng(devices=_devices(state, tensors)), torch.enable_grad():
-            output = model(*args, **kwargs)
-            outs = [t for t in pytree.tree_leaves(output)
-                    if isinstance(t, torch.Tensor) and t.is_floating_point() and t.requires_grad]
-            if wrt and outs:
-                if loss is not None or targets is not None:
-                    fn = loss or _default_loss
-                    first = outs[0] if not isinstance(output, torch.Tensor) else output
-                    value = fn(first, targets) if targets is not None else fn(first)
-                    if not isinstance(value, torch.Tensor) or value.numel() != 1:
-                        raise ValueError("loss must return a scalar tensor")
-                    loss_value = float(value.detach())
-                    roots, cots = [value.reshape(())], None
-                    backward = "loss"
-                else:
-                    roots = outs
-                    cots = []
-                    for t in outs:
-                        # the gradient of mean_i <c_i, y_i> with c ~ N(0, 1): reduced over the batch like a
-                        # mean loss, so weight-gradient sizes read as those of a real (mean) loss
-                        gen = torch.Generator(device=t.device).manual_seed(seed)
-                        c = sampling.normal(t.shape, dtype=sampling.compute_dtype(t.dtype), device=t.device,
-                                            generator=gen)
-                        cots.append(c.div_(t.shape[0] if t.ndim else 1).to(t.dtype))
-                    backward = "cotangent"
-                found = torch.autograd.grad(roots, wrt, grad_outputs=cots, allow_unused=True)
-                grads = {id(p): g for p, g in zip(wrt, found) if g is not None}
-                del found, roots, cots
-            del output, outs
-    finally:
-        recorder.detach()
-        restore_state(state)
-    stats = recorder.results()
-    by_name = {t.name: t for t in targets_list}
+    if train is not None:
+        model.train(train)
+    for p in params:
+        p.requires_grad_(True)
+    wrt = params
+    if not wrt:  # a model without parameters: measure gradients with respect to the inputs
+        args, kwargs = pytree.tree_map(
+            lambda t: t.detach().requires_grad_(True) if isinstance(t, torch.Tensor) and t.is_floating_point()
+            else t, (args, kwargs))
+        wrt = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor) and t.requires_grad]
+    recorder.attach()
+    loss_value, backward, grads = None, "none", {}
+    with torch.random.fork_rng(devices=_devices(state, tensors)), torch.enable_grad():
+        output = model(*args, **kwargs)
+        outs = [t for t in pytree.tree_leaves(output)
+                if isinstance(t, torch.Tensor) and t.is_floating_point() and t.requires_grad]
+        if wrt and outs:
+            if loss is not None or targets is not None:
+                fn = loss or _default_loss
+                first = outs[0] if not isinstance(output, torch.Tensor) else output
+                value = fn(first, targets) if targets is not None else fn(first)
+                if not isinstance(value, torch.Tensor) or value.numel() != 1:
+                    raise ValueError("loss must return a scalar tensor")
+                loss_value = float(value.detach())
+                roots, cots, backward = [value.reshape(())], None, "loss"
+            else:
+                roots, cots, backward = outs, [_cotangent(t, seed) for t in outs], "cotangent"
+            found = torch.autograd.grad(roots, wrt, grad_outputs=cots, allow_unused=True)
+            grads = {id(p): g for p, g in zip(wrt, found) if g is not None}
+    return loss_value, backward, grads
+
+
+def _cotangent(t: torch.Tensor, seed: int) -> torch.Tensor:
+    """The gradient of mean_i <c_i, y_i> with c ~ N(0, 1): reduced over the batch like a mean loss, so
+    weight-gradient sizes read as those of a real (mean) loss."""
+    gen = torch.Generator(device=t.device).manual_seed(seed)
+    c = sampling.normal(t.shape, dtype=sampling.compute_dtype(t.dtype), device=t.device, generator=gen)
+    return c.div_(t.shape[0] if t.ndim else 1).to(t.dtype)
+
+
+def _fill_weights(model: nn.Module, stats: list[LayerStats], targets: list[Target], grads: dict[int, torch.Tensor],
+                  sem: Any) -> None:
+    """Weight statistics (std, gradient, symmetric units) of every recorded layer, all layers at once."""
+    by_name = {t.name: t for t in targets}
     layers_w, items = [], []
     for s in stats:
         t = by_name.get(s.name)
@@ -366,17 +389,7 @@ def probe(model: nn.Module, inputs: Any, targets: torch.Tensor | None = None, *,
         if w is not None:
             layers_w.append(s)
             items.append((w, grads.get(id(w)), b, out_dim))
-    for s, ws in zip(layers_w, weight_summaries(items)):  # all layers at once: a few operations in total
+    for s, ws in zip(layers_w, weight_summaries(items)):  # a few operations in total
         s.symmetric_units = max(s.symmetric_units, ws.pop("symmetric_units", 0))
         for k, v in ws.items():
             setattr(s, k, v)
-    del grads, items
-    notes = [f"{name}: not recorded ({why})" for name, why in recorder.failed.items()]
-    if graph.method == "modules":
-        notes.append("functional activations and residual branches were not visible to the tracer")
-    result = ProbeResult(
-        layers=stats, input=inputs_summary, loss=loss_value,
-        backward=backward, method=graph.method, batch_size=int(first_input.shape[0]) if first_input is not None
-        and first_input.ndim else 1, seed=seed, bins=bins, thresholds=th, notes=notes)
-    result.verdicts = diagnose(result.layers, result.input, th)
-    return result
