@@ -103,8 +103,8 @@ def test_monitor_leaves_rng_and_plots(gen, tmp_path):
 
 def test_monitor_arguments(gen):
     net, *_ = _setup(gen)
-    for bad in (0, -1, 1.5, True):
-        with pytest.raises(ValueError, match="every"):
+    for bad, exc in ((0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError)):
+        with pytest.raises(exc, match="every must be an int >= 1"):  # a wrong type is a TypeError
             initlab.Monitor(net, every=bad)
     with pytest.raises(ValueError, match="bins"):
         initlab.Monitor(net, bins=0)

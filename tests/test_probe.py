@@ -335,10 +335,10 @@ def test_layer_selection(gen):
 
 @pytest.mark.parametrize("kwargs, exc, match", [
     (dict(bins=0), ValueError, "bins"),
-    (dict(bins=True), ValueError, "bins"),
-    (dict(seed=1.5), ValueError, "seed"),
+    (dict(bins=True), TypeError, "bins"),
+    (dict(seed=1.5), TypeError, "seed"),
     (dict(loss=3), TypeError, "loss"),
-    (dict(train="yes"), ValueError, "train"),
+    (dict(train="yes"), TypeError, "train"),
     (dict(thresholds={"dead": 2.0}), ValueError, "dead"),
     (dict(thresholds={"nope": 1}), ValueError, "unknown"),
     (dict(hist_range=(2.0, 1.0)), ValueError, "hist_range"),

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from initlab.validate import check_seed
+
 NAMES = ("mnist", "digits", "mnist1d", "gaussian")
 TEST_FRACTION = 0.2
 _EXTRA_HINT = "pip install 'initlab[data]'"
@@ -166,8 +168,7 @@ def load(name: str, *, standardize: bool = True, limit: int | None = None, seed:
         raise TypeError(f"name must be a dataset name or a path to a .npz file; got {type(name).__name__}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 2):
         raise ValueError(f"limit must be None or an integer >= 2; got {limit!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int; got {type(seed).__name__}")
+    check_seed(seed, optional=False)
     name = os.fspath(name)
     key = name.lower()
     if key in NAMES:

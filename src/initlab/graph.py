@@ -640,6 +640,26 @@ class _Runtime:
         self.open_uses: list[Use] = []  # uses inside the running leaf module: their op comes with its post hook
         self.tags: dict[int, str] = {}  # id(tensor) -> "norm" / "matmul" / "conv": what produced it
         self.views: dict[int, nn.Parameter] = {}  # id(tensor) -> the parameter it is a reshaped view of
+        self.scaled: dict[int, tuple[Use, nn.Parameter, torch.Tensor]] = {}  # id(p * x) -> (use, p, x)
+
+    def _normalized_later(self, leaves: list[Any], name: str, result: torch.Tensor) -> None:
+        """``self.weight * x * rsqrt(mean(x^2))``: the gain multiplies x first and the normalizer after, so
+        the product's other factor (x times the normalizer) is what must be normalized."""
+        tensors = [t for t in leaves if isinstance(t, torch.Tensor)]
+        for t in tensors:
+            if id(t) not in self.scaled:
+                continue
+            use, p, x = self.scaled[id(t)]
+            others = [o for o in tensors if o is not t]
+            if len(others) != 1:
+                continue
+            with torch.no_grad():
+                factor = x * others[0] if name == "mul" else x / others[0]
+            if _normalized(factor, p):
+                use.normalized = True
+            else:
+                self.scaled[id(result)] = (use, p, factor)  # the normalizer may still come
+                self.alive.append(result)
 
     def record_uses(self, func: Any, args: tuple, kwargs: dict, out: Any, op: int | None) -> None:
         """Record how each parameter among the call's arguments is used (any depth: inside leaf modules too)."""
@@ -656,6 +676,8 @@ class _Runtime:
         if not params:
             if result is not None and _NAME_KINDS.get(name) == "norm":
                 self._tag(result, "norm")
+            if result is not None and name in ("mul", "truediv"):
+                self._normalized_later(leaves, name, result)
             return
         data = [t for t in leaves if isinstance(t, torch.Tensor) and not isinstance(t, nn.Parameter)
                 and id(t) not in self.views]
@@ -667,6 +689,9 @@ class _Runtime:
                 continue
             use = _classify_use(name, p, k, params, data, result, self.tags)
             use.param, use.module, use.op, use.func = pname, module, op, name
+            if use.how == "mul" and not use.normalized and result is not None and len(data) == 1:
+                self.scaled[id(result)] = (use, p, data[0])  # weight * x, normalized later perhaps
+                self.alive.append(result)
             if use.how in ("matmul", "conv", "norm") or (use.how == "mul" and use.normalized):
                 tag = "norm" if use.how in ("norm", "mul") else use.how
             self.uses.append(use)

@@ -84,6 +84,7 @@ from initlab.initializers import GlorotUniform, He, Initializer, Normal, Ones, O
 from initlab.initializers.base import FanBased
 from initlab.semantics import MATRIX_KINDS, ParamInfo, Semantics, describe
 from initlab.shapes import Fans, fans
+from initlab.validate import check_flag, check_seed
 
 __all__ = ["init_model", "InitReport", "InitEntry", "Untouched", "IncompleteInitError", "RESIDUAL_OPTIONS",
            "length_map_slope"]
@@ -591,12 +592,10 @@ def _validate(model: Any, scheme: Any, bias: Any, output: Any, residual: Any, ru
     if residual not in RESIDUAL_OPTIONS:
         raise ValueError(f"residual must be one of {RESIDUAL_OPTIONS}; got {residual!r}")
     rule_list = _check_rules(rules)
-    if not isinstance(allow_symmetric, bool):
-        raise TypeError(f"allow_symmetric must be True or False; got {allow_symmetric!r}")
+    check_flag(allow_symmetric, "allow_symmetric")
     if seed is not None and generator is not None:
         raise ValueError("give seed or generator, not both")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise ValueError(f"seed must be a non-negative int; got {seed!r}")
+    check_seed(seed)
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator; got {type(generator).__name__}")
     target_device = None

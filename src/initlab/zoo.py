@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from initlab.gains import ACTIVATION_MODULES, resolve_activation
+from initlab.validate import check_int, check_seed
 
 __all__ = ["mlp", "cnn", "resnet", "transformer", "activation_module", "Lambda", "BasicBlock"]
 
@@ -75,17 +76,14 @@ def _seeded(seed: int | None) -> Iterator[None]:
     if seed is None:
         yield
         return
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int or None; got {type(seed).__name__}")
+    check_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
-    return value
+    return check_int(value, name, minimum)
 
 
 def _per_layer(activation: Any, depth: int) -> list[Any]:

@@ -70,21 +70,30 @@ def add_input_options(p: argparse.ArgumentParser, *, required: bool, data_batch:
 
 
 def _npz(path: str, n: int) -> tuple[Any, Any]:
+    """The first ``n`` rows of ``x`` (else the first array) and ``y`` of a .npz; any unreadable file, or an
+    array that is not numeric (objects are never unpickled), is a ValueError naming --data."""
+    import zipfile
+
     import numpy as np
     import torch
 
     try:
-        f = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"--data {path}: not a readable .npz file ({type(exc).__name__})") from None
-    with f:
-        if not f.files:
-            raise ValueError(f"--data {path}: the file holds no array")
-        x = f["x"] if "x" in f.files else f[f.files[0]]
-        y = f["y"] if "y" in f.files else None
-        xt = torch.from_numpy(np.ascontiguousarray(x[:n]))
-        xt = xt.float() if xt.is_floating_point() or xt.dtype == torch.bool else xt.long()
-        yt = None if y is None else torch.from_numpy(np.ascontiguousarray(y[:n])).long()
+        with np.load(path, allow_pickle=False) as f:
+            if not f.files:
+                xt = None
+                raise LookupError
+            x = f["x"] if "x" in f.files else f[f.files[0]]
+            y = f["y"] if "y" in f.files else None
+            xt = torch.from_numpy(np.ascontiguousarray(x[:n]))
+            yt = None if y is None else torch.from_numpy(np.ascontiguousarray(y[:n])).long()
+    except FileNotFoundError:
+        raise ValueError(f"--data {path}: no such file") from None
+    except LookupError:
+        raise ValueError(f"--data {path}: the file holds no array") from None
+    except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"--data {path}: not a readable .npz file of numeric arrays 'x' (and 'y') "
+                         f"({type(exc).__name__})") from None
+    xt = xt.float() if xt.is_floating_point() or xt.dtype == torch.bool else xt.long()
     return xt, yt
 
 

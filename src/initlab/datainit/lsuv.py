@@ -46,6 +46,7 @@ from torch import nn
 from initlab.datainit._common import Snapshot, call_args, check_finite, quiet
 from initlab.progress import progress_bar
 from initlab.semantics import MATRIX_KINDS, describe
+from initlab.validate import check_flag, check_int, check_number, check_seed
 
 RESCALED_KINDS = MATRIX_KINDS  # the layers LSUV measures and rescales: matrix products (initlab.semantics)
 
@@ -258,28 +259,17 @@ def _dead(name: str, reason: str) -> None:
                      "state before lsuv")
 
 
-def _check_number(value: Any, name: str, *, positive: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a finite number; got {value!r}")
-    if positive and value <= 0:
-        raise ValueError(f"{name} must be > 0; got {value!r}")
-    return float(value)
-
-
 def _check_lsuv_args(model: Any, target_std: Any, tol: Any, max_iter: Any, orthogonal: Any, center: Any,
                      progress: Any, seed: Any) -> tuple[float, float]:
     """Every argument checked before anything runs; returns (target_std, tol) as floats."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    target = _check_number(target_std, "target_std")
-    tol = _check_number(tol, "tol")
-    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter must be an int >= 1; got {max_iter!r}")
+    target = check_number(target_std, "target_std", minimum=0, strict=True)
+    tol = check_number(tol, "tol", minimum=0, strict=True)
+    check_int(max_iter, "max_iter", 1)
     for flag, flag_name in ((orthogonal, "orthogonal"), (center, "center"), (progress, "progress")):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{flag_name} must be True or False; got {flag!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise TypeError(f"seed must be None or an int; got {seed!r}")
+        check_flag(flag, flag_name)
+    check_seed(seed)
     return target, tol
 
 

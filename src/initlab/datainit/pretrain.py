@@ -28,6 +28,7 @@ from torch import nn
 from initlab.datainit._common import Snapshot, check_finite, layer_input, quiet
 from initlab.datainit.rbm import Learned, train_autoencoder, train_rbm
 from initlab.progress import progress_bar
+from initlab.validate import check_int
 
 METHODS = ("rbm", "dae", "ae")
 VISIBLE = ("auto", "bernoulli", "gaussian")
@@ -128,11 +129,7 @@ class PretrainReport:
 
 
 def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= {minimum}; got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value}")
-    return value
+    return check_int(value, name, minimum)
 
 
 def _collect(data: Any) -> torch.Tensor:

@@ -28,6 +28,7 @@ from torch import nn
 from initlab.probing.hooks import Recorder, select_targets
 from initlab.probing.stats import LayerStats, weight_summary
 from initlab.semantics import describe
+from initlab.validate import check_int
 
 __all__ = ["Monitor"]
 
@@ -65,10 +66,8 @@ class Monitor:
                  hist_range: tuple[float, float] | None = None, example_inputs: Any = None, grads: bool = True) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive integer; got {every!r}")
-        if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= 100_000:
-            raise ValueError(f"bins must be an integer in [1, 100000]; got {bins!r}")
+        check_int(every, "every", 1)
+        check_int(bins, "bins", 1, 100_000)
         from initlab.graph import trace
         from initlab.probing.stats import TensorAccumulator
 

@@ -29,6 +29,7 @@ from initlab.probing.hooks import Recorder, Target, select_targets
 from initlab.probing.result import ProbeData
 from initlab.probing.stats import LayerStats, input_stats, weight_summaries
 from initlab.semantics import describe
+from initlab.validate import check_flag, check_int, check_seed
 
 __all__ = ["probe", "ProbeResult", "model_state", "restore_state", "layer_weights"]
 
@@ -319,12 +320,9 @@ def _check_probe_args(model: Any, loss: Any, targets: Any, bins: Any, seed: Any,
         raise TypeError(f"loss must be a callable loss(output, targets); got {type(loss).__name__}")
     if targets is not None and not isinstance(targets, torch.Tensor):
         raise TypeError(f"targets must be a tensor or None; got {type(targets).__name__}")
-    if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= 100_000:
-        raise ValueError(f"bins must be an integer in [1, 100000]; got {bins!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an integer; got {seed!r}")
-    if train is not None and not isinstance(train, bool):
-        raise ValueError(f"train must be True, False or None; got {train!r}")
+    check_int(bins, "bins", 1, 100_000)
+    check_seed(seed, optional=False)
+    check_flag(train, "train", optional=True)
     if hist_range is not None:  # validated by the accumulator; check early so nothing runs on bad input
         from initlab.probing.stats import TensorAccumulator
 
