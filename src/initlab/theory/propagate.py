@@ -804,6 +804,376 @@ def _chain_fn(op: Any, ins: list[int], states: list[_State | None]) -> Callable[
     return fn
 
 
+# --------------------------------------------------------------------------------------------------
+# The rules (one per op kind) and the passes
+
+
+_Back = Callable[[np.ndarray], np.ndarray]  # E[g_out^2] per unit -> E[g_in^2] per unit
+
+
+def _scale(f: Any) -> _Back:
+    return lambda g, _f=f: g * _f
+
+
+@dataclass
+class _Walk:
+    """What the forward and backward walks share: the traced graph and what it says about the model, and per
+    op its state, its backward rules, whether it is a gap and its note."""
+
+    model: nn.Module
+    graph: Any
+    ops: list[Any]
+    data_in: list[list[int]]  # per op: its non-constant inputs
+    modules: dict[str, nn.Module]
+    shapes: dict[int, tuple[int, ...]]  # input shapes of adaptive pools and zero-padded convs
+    sem: Any  # initlab.semantics.describe(graph)
+    by_layer: dict[str, Any]
+    input_mean: float
+    input_var: float
+    gaps: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    states: list[_State | None] = field(init=False)
+    # backward rule per op: (input op index, function mapping E[g_out^2] per unit to E[g_in^2] per unit)
+    back: list[list[tuple[int, _Back]]] = field(init=False)
+    gap_op: list[bool] = field(init=False)
+    op_note: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        n = len(self.ops)
+        self.states = [None] * n
+        self.back = [[] for _ in range(n)]
+        self.gap_op = [False] * n
+        self.op_note = [""] * n
+
+    def note(self, text: str) -> None:
+        if text and text not in self.notes:
+            self.notes.append(text)
+
+
+def _start_walk(model: nn.Module, example_inputs: Any, input_var: float, input_mean: float) -> _Walk:
+    """Trace ``model``, size its adaptive pools and zero-padded convs, and describe its parameters."""
+    from initlab.graph import trace
+
+    graph = trace(model, example_inputs)
+    ops = graph.ops
+    adaptive = (nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)
+    padded = [op.module for op in ops if isinstance(op.module, nn.modules.conv._ConvNd)
+              and not isinstance(op.module, nn.modules.conv._ConvTransposeNd)
+              and _padding_classes(op.module, None) is None]
+    shapes = _input_shapes(model, example_inputs,
+                           [op.module for op in ops if op.kind == "pool" and isinstance(op.module, adaptive)] + padded)
+    sem = describe(graph)
+    walk = _Walk(model, graph, ops, [[j for j in op.inputs if not ops[j].constant] for op in ops],
+                 dict(model.named_modules()), shapes, sem, {node.name: node for node in graph.layers},
+                 input_mean, input_var)
+    if graph.fallback_reason:
+        walk.notes.append(graph.fallback_reason)
+    return walk
+
+
+def _is_layer(op: Any) -> bool:
+    return op.kind == "layer" or (op.layer is not None and op.kind not in ("activation", "norm"))
+
+
+def _layer_map(walk: _Walk, op: Any) -> _LinearMap | None:
+    """The op's weight as a :class:`_LinearMap` (None if it has none); raises _Gap if unreadable."""
+    mod = op.module
+    node = walk.by_layer.get(op.layer or "")
+    weight = walk.sem.params.get(walk.sem.weight(node) or "") if node is not None and node.kind == "linear" else None
+    lm = _linear_map(mod, walk.shapes.get(id(mod)), weight) if _is_layer(op) and mod is not None else None
+    if lm is not None and weight is not None and not isinstance(mod, nn.Linear):
+        bias = next((info.param for info in walk.sem.of(node) if info.role == "bias"), None)
+        if bias is not None:
+            lm.bias = _vec(bias, lm.wsum.shape[0], 0.0)
+    return lm
+
+
+# Each rule: (walk, op index, op, indices of its data inputs that have a state) -> True when it set the op's
+# state and backward rule; False when it does not apply; raises _Gap for an op it recognises but cannot cover.
+
+
+def _rule_linear(walk: _Walk, i: int, op: Any, ins: list[int]) -> bool:
+    """Linear / Conv / ConvTranspose, or a module whose matrix-product weight semantics found (Conv1D)."""
+    lm = _layer_map(walk, op)
+    if lm is None:
+        return False
+    x = walk.states[ins[0]]
+    if len(ins) != 1:
+        raise _Gap(f"{type(op.module).__name__} with {len(ins)} data inputs")
+    xs = _fit_state(x, lm.in_units)
+    if xs.units != x.units and x.units != 1 and lm.in_units % x.units:
+        walk.note(f"{op.name}: input units pooled to fit {lm.in_units} inputs")
+    mean, var = lm.forward(xs.mean, xs.var)
+    walk.states[i] = _gauss(mean, var, x.tainted)
+    walk.back[i] = [(ins[0], lm.backward)]
+    walk.op_note[i] = lm.note
+    walk.note(lm.note)
+    return True
+
+
+def _rule_embedding(walk: _Walk, i: int, op: Any, ins: list[int]) -> bool:
+    if not (_is_layer(op) and isinstance(op.module, (nn.Embedding, nn.EmbeddingBag))):
+        return False
+    w = op.module.weight.detach().cpu().to(torch.float64)
+    walk.states[i] = _gauss(w.mean(0).numpy(), w.var(0, unbiased=False).numpy())
+    walk.back[i] = []  # integer input: the gradient stops here
+    return True
+
+
+def _rule_elementwise(walk: _Walk, i: int, op: Any, ins: list[int]) -> bool:
+    """An elementwise op whose inputs share one base; False if that does not apply."""
+    if not (op.kind == "activation" or op.elementwise):
+        return False
+    states = walk.states
+    bases = {states[j].base for j in ins}
+    if len(bases) != 1 or None in bases:
+        return False
+    b = bases.pop()
+    if any(states[j].units != states[b].units for j in ins):
+        return False
+    chain = _chain_fn(op, ins, states)
+    if chain is None:
+        return False
+    y, slope2, exact = _moments_of(states[b], chain, slope_of=chain)
+    y.tainted = any(states[j].tainted for j in ins)
+    y.base, y.chain = b, chain
+    states[i] = y
+    walk.back[i] = [(b, _scale(slope2))]  # the whole run from the base, differentiated at once
+    if not exact:
+        walk.note(f"{op.name or '<root>'}: input moment-matched to a Gaussian (approximate)")
+    return True
+
+
+def _rule_constant(walk: _Walk, i: int, op: Any, ins: list[int]) -> bool:
+    """``x + c``, ``x - c``, ``x * c`` with a constant tensor ``c`` (a parameter or buffer)."""
+    name = _op_name(op.target)
+    if not (op.elementwise and len(ins) == 1 and name in _ADDS + _MULS):
+        return False
+    const = _constant_operand(op, walk.ops, walk.model, walk.graph)
+    if const is None:
+        return False
+    walk.states[i], factor = _with_constant(walk.states[ins[0]], const, name)
+    walk.back[i] = [(ins[0], _scale(factor))]
+    return True
+
+
+def _rule_layer_gap(walk: _Walk, i: int, op: Any, ins: list[int]) -> bool:
+    """A parametrized layer none of the rules above covers."""
+    if _is_layer(op):
+        owner = op.module if op.module is not None else walk.modules.get(op.layer or "")
+        raise _Gap(f"{type(owner).__name__}: no variance rule")
+    return False
+
+
+def _rule_binary(walk: _Walk, i: int, op: Any, ins: list[int]) -> bool:
+    """``x + y``, ``x - y``, ``x * y`` of two tensors, taken as independent."""
+    name = _op_name(op.target)
+    if not (op.elementwise and len(ins) == 2 and name in _ADDS + _MULS):
+        return False
+    a, c = walk.states[ins[0]], walk.states[ins[1]]
+    u = max(a.units, c.units)
+    a, c = _fit_state(a, u), _fit_state(c, u)
+    tainted = a.tainted or c.tainted
+    if name in _MULS:
+        m = a.mean * c.mean
+        walk.states[i] = _State(m, np.maximum(a.m2 * c.m2 - m * m, 0.0), None, None, tainted)
+        walk.back[i] = [(ins[0], _scale(c.m2)), (ins[1], _scale(a.m2))]
+        walk.note(f"{op.name}: product of two tensors taken as independent")
+        return True
+    if name == "rsub":
+        a, c = c, a
+    mean = a.mean - c.mean if "sub" in name else a.mean + c.mean
+    var = a.var + c.var  # the two paths taken as uncorrelated
+    if a.src is not None and c.src is not None and a.fn is None and c.fn is None:
+        walk.states[i] = _gauss(mean, var, tainted)
+    else:
+        walk.states[i] = _State(mean, var, None, None, tainted)
+    walk.back[i] = [(ins[0], _scale(1.0)), (ins[1], _scale(1.0))]
+    return True
+
+
+def _rule_elementwise_gap(walk: _Walk, i: int, op: Any, ins: list[int]) -> bool:
+    """An elementwise op none of the rules above could replay."""
+    if op.kind == "activation" or op.elementwise:
+        raise _Gap(f"elementwise {_op_name(op.target)} could not be replayed")
+    return False
+
+
+def _rule_identity(walk: _Walk, i: int, op: Any, ins: list[int]) -> bool:
+    if op.kind != "identity":  # nn.Identity: shape and values unchanged
+        return False
+    walk.states[i] = walk.states[ins[0]]
+    walk.back[i] = [(ins[0], _scale(1.0))]
+    return True
+
+
+def _rule_norm(walk: _Walk, i: int, op: Any, ins: list[int]) -> bool:
+    if op.kind != "norm":
+        return False
+    x = walk.states[ins[0]]
+    node = walk.by_layer.get(op.layer or "")
+    affine = {info.role: info.param for info in walk.sem.of(node)} if node is not None else {}
+    a, c, txt = _norm_affine(op.module, op.target, x, affine.get("norm_gain"), affine.get("norm_bias"))
+    walk.states[i] = _affine(x, a, c)
+    walk.back[i] = [(ins[0], _scale(a * a))]
+    walk.note(txt)
+    return True
+
+
+def _rule_dropout(walk: _Walk, i: int, op: Any, ins: list[int]) -> bool:
+    if op.kind != "dropout":
+        return False
+    x, mod = walk.states[ins[0]], op.module
+    p = getattr(mod, "p", None)
+    if mod is None or p is None:
+        raise _Gap("functional dropout: p unknown (use nn.Dropout)")
+    alpha = isinstance(mod, (nn.AlphaDropout, nn.FeatureAlphaDropout))
+    if mod.training and not alpha and p < 1:
+        walk.states[i] = _State(x.mean, x.m2 / (1 - p) - x.mean**2, None, None, x.tainted)
+        walk.back[i] = [(ins[0], _scale(1.0 / (1 - p)))]
+    else:  # eval mode, or alpha dropout (built to keep mean and variance)
+        walk.states[i] = x
+        walk.back[i] = [(ins[0], _scale(1.0))]
+    return True
+
+
+def _rule_pool(walk: _Walk, i: int, op: Any, ins: list[int]) -> bool:
+    if op.kind != "pool":
+        return False
+    x, mod = walk.states[ins[0]], op.module
+    if mod is None:
+        raise _Gap(f"functional pooling {_op_name(op.target)}: kernel unknown (use a pooling module)")
+    k, stride, avg = _pool_size(mod, walk.shapes.get(id(mod)))
+    if avg:
+        if x.src is not None and x.fn is None:
+            walk.states[i] = _gauss(x.mean, x.var / k, x.tainted)
+        else:
+            walk.states[i] = _State(x.mean, x.var / k, None, None, x.tainted)
+            walk.note("average pooling: elements taken as uncorrelated")
+        walk.back[i] = [(ins[0], _scale(1.0 / (k * stride)))]
+        return True
+    walk.states[i], monotone = _max_of(x, k)
+    b = x.base
+    # each element sits in k/stride windows and wins each with probability 1/k
+    if monotone and x.chain is not None and x.src is not None and b is not None and k > 1:
+        # route past the elementwise run to its base: the winner is not a random element
+        walk.back[i] = [(b, _scale(_max_slope2(x, walk.states[b], k) / stride))]
+    else:
+        walk.back[i] = [(ins[0], _scale(1.0 / stride))]
+    return True
+
+
+def _rule_reshape(walk: _Walk, i: int, op: Any, ins: list[int]) -> bool:
+    x = walk.states[ins[0]]
+    if op.kind in ("flatten", "reshape") and _op_name(op.target) in _KEEP_UNITS or op.kind == "flatten":
+        walk.states[i] = x  # same elements: keeps its base, so elementwise runs continue through it
+    elif op.kind == "reshape":
+        walk.states[i] = _pooled(x)  # permute, indexing, ...: which unit is which is not tracked
+    else:
+        return False
+    walk.back[i] = [(ins[0], _scale(1.0))]
+    return True
+
+
+def _rule_concat(walk: _Walk, i: int, op: Any, ins: list[int]) -> bool:
+    """Concatenation, and the model's output (its tensors pooled as one)."""
+    if op.kind not in ("concat", "output"):
+        return False
+    parts = [walk.states[j] for j in ins]
+    if len(parts) == 1:
+        walk.states[i] = parts[0]
+    else:
+        pooled = [_pooled(p) for p in parts]
+        mean = float(np.mean([p.mean[0] for p in pooled]))
+        m2 = float(np.mean([p.m2[0] for p in pooled]))
+        walk.states[i] = _State(np.array([mean]), np.array([max(m2 - mean * mean, 0.0)]), None, None,
+                                any(p.tainted for p in parts))
+    walk.back[i] = [(j, _scale(1.0)) for j in ins]
+    return True
+
+
+# tried in this order, the first that applies wins: a layer's weight before its elementwise replay, the
+# replay before the constant operand and the two-tensor arithmetic, the gap rules where they stand
+_RULES: tuple[Callable[[_Walk, int, Any, list[int]], bool], ...] = (
+    _rule_linear, _rule_embedding, _rule_elementwise, _rule_constant, _rule_layer_gap, _rule_binary,
+    _rule_elementwise_gap, _rule_identity, _rule_norm, _rule_dropout, _rule_pool, _rule_reshape, _rule_concat,
+)
+
+
+def _forward(walk: _Walk) -> None:
+    """Every op's state and backward rule, in execution order; a gap passes its input through unchanged."""
+    states = walk.states
+    for op in walk.ops:
+        i = op.index
+        ins = [j for j in walk.data_in[i] if states[j] is not None]
+        if op.kind == "input":
+            states[i] = _gauss(walk.input_mean, walk.input_var)
+            states[i].base = i
+            continue
+        if op.constant or not ins or _op_name(op.target) in _NON_TENSOR:
+            continue
+        x = states[ins[0]]
+        try:
+            if not any(rule(walk, i, op, ins) for rule in _RULES):
+                raise _Gap(f"{op.kind} op {_op_name(op.target)}: no variance rule")
+        except _Gap as exc:
+            walk.gaps.append(f"{op.name or '<root>'}: {exc}")
+            walk.gap_op[i] = True
+            states[i] = _State(x.mean, x.var, x.src, x.fn, True)  # passed through unchanged
+            walk.back[i] = [(ins[0], _scale(1.0))]
+        if states[i] is not x and states[i].base is None:
+            states[i].base = i
+
+
+def _backward(walk: _Walk) -> tuple[list[np.ndarray | None], list[bool]]:
+    """Per op: ``E[g^2]`` per unit for a unit-variance cotangent at every model output, and whether a gap
+    lies between the op and the outputs."""
+    states, n = walk.states, len(walk.ops)
+    grad: list[np.ndarray | None] = [None] * n
+    gtaint = [False] * n
+
+    def add_grad(j: int, g: np.ndarray) -> None:
+        g = _fit(np.atleast_1d(g), states[j].units)[0]
+        grad[j] = g if grad[j] is None else grad[j] + g
+
+    for op in walk.ops:
+        if op.kind == "output":
+            for j in walk.data_in[op.index]:
+                if states[j] is not None:
+                    add_grad(j, np.ones(1))
+    for i in range(n - 1, -1, -1):
+        if walk.ops[i].kind == "output" or grad[i] is None:
+            continue
+        for j, rule in walk.back[i]:
+            add_grad(j, rule(_fit(grad[i], states[i].units)[0]))
+            gtaint[j] = gtaint[j] or gtaint[i] or walk.gap_op[i]
+    return grad, gtaint
+
+
+def _layer_predictions(walk: _Walk, grad: list[np.ndarray | None], gtaint: list[bool]) -> list[LayerPrediction]:
+    """One :class:`LayerPrediction` per layer of the graph; a layer the walk did not reach is a gap."""
+    norm_fed = {j for op in walk.ops if op.kind == "norm" for j in walk.data_in[op.index][:1]}
+    layers: list[LayerPrediction] = []
+    for node in walk.graph.layers:
+        i = node.op
+        st = walk.states[i] if i is not None else None
+        if st is None:
+            walk.gaps.append(f"{node.name or '<root>'}: not reached by the forward walk")
+            layers.append(LayerPrediction(node.name, node.kind, math.nan, math.nan, math.nan, math.nan, math.nan,
+                                          False, "not reached"))
+            continue
+        mean, var = st.total()
+        g2 = float(grad[i].mean()) if grad[i] is not None else 0.0
+        gap = walk.gap_op[i]
+        layers.append(LayerPrediction(
+            name=node.name, kind=node.kind, forward_mean=mean, forward_var=var, forward_std=math.sqrt(var),
+            grad_var=g2, grad_std=math.sqrt(max(g2, 0.0)),
+            reliable=not (st.tainted or gtaint[i] or gap), note="gap" if gap else walk.op_note[i],
+            normalized=i in norm_fed and node.kind != "norm",
+        ))
+    return layers
+
+
 def propagate(model: nn.Module, example_inputs: Any = None, *, input_var: float = 1.0,
               input_mean: float = 0.0) -> Prediction:
     """Predict per-layer forward and backward variance of ``model`` at its current weights.
@@ -824,235 +1194,12 @@ def propagate(model: nn.Module, example_inputs: Any = None, *, input_var: float 
     >>> [lp.name for lp in p.layers], [round(lp.forward_std, 1) for lp in p.layers]  # He: std sqrt(2) kept
     (['0', '2'], [1.4, 1.4])
     """
-    from initlab.graph import trace
-
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     input_var = _check_moment("input_var", input_var, True)
     input_mean = _check_moment("input_mean", input_mean, False)
-    graph = trace(model, example_inputs)
-    ops = graph.ops
-    n = len(ops)
-    data_in = [[j for j in op.inputs if not ops[j].constant] for op in ops]
-    modules = dict(model.named_modules())
-    adaptive = (nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)
-    padded = [op.module for op in ops if isinstance(op.module, nn.modules.conv._ConvNd)
-              and not isinstance(op.module, nn.modules.conv._ConvTransposeNd)
-              and _padding_classes(op.module, None) is None]
-    shapes = _input_shapes(model, example_inputs,
-                           [op.module for op in ops if op.kind == "pool" and isinstance(op.module, adaptive)] + padded)
-    sem = describe(graph)
-    by_layer = {node.name: node for node in graph.layers}
-
-    gaps: list[str] = []
-    notes: list[str] = []
-    if graph.fallback_reason:
-        notes.append(graph.fallback_reason)
-
-    def note(text: str) -> None:
-        if text and text not in notes:
-            notes.append(text)
-
-    states: list[_State | None] = [None] * n
-    # backward rule per op: (input op index, function mapping E[g_out^2] per unit to E[g_in^2] per unit)
-    back: list[list[tuple[int, Callable[[np.ndarray], np.ndarray]]]] = [[] for _ in range(n)]
-    gap_op = [False] * n
-    op_note = [""] * n
-
-    def scale(f: Any) -> Callable[[np.ndarray], np.ndarray]:
-        return lambda g, _f=f: g * _f
-
-    def elementwise(i: int, op: Any, ins: list[int]) -> bool:
-        """An elementwise op whose inputs share one base; False if that does not apply."""
-        bases = {states[j].base for j in ins}
-        if len(bases) != 1 or None in bases:
-            return False
-        b = bases.pop()
-        if any(states[j].units != states[b].units for j in ins):
-            return False
-        chain = _chain_fn(op, ins, states)
-        if chain is None:
-            return False
-        y, slope2, exact = _moments_of(states[b], chain, slope_of=chain)
-        y.tainted = any(states[j].tainted for j in ins)
-        y.base, y.chain = b, chain
-        states[i] = y
-        back[i] = [(b, scale(slope2))]  # the whole run from the base, differentiated at once
-        if not exact:
-            note(f"{op.name or '<root>'}: input moment-matched to a Gaussian (approximate)")
-        return True
-
-    for op in ops:
-        i = op.index
-        ins = [j for j in data_in[i] if states[j] is not None]
-        if op.kind == "input":
-            states[i] = _gauss(input_mean, input_var)
-            states[i].base = i
-            continue
-        if op.constant or not ins or _op_name(op.target) in _NON_TENSOR:
-            continue
-        x = states[ins[0]]
-        mod = op.module
-        try:
-            is_layer = op.kind == "layer" or (op.layer is not None and op.kind not in ("activation", "norm"))
-            node = by_layer.get(op.layer or "")
-            weight = sem.params.get(sem.weight(node) or "") if node is not None and node.kind == "linear" else None
-            lm = _linear_map(mod, shapes.get(id(mod)), weight) if is_layer and mod is not None else None
-            if lm is not None and weight is not None and not isinstance(mod, nn.Linear):
-                bias = next((i.param for i in sem.of(node) if i.role == "bias"), None)
-                if bias is not None:
-                    lm.bias = _vec(bias, lm.wsum.shape[0], 0.0)
-            if lm is not None:
-                if len(ins) != 1:
-                    raise _Gap(f"{type(mod).__name__} with {len(ins)} data inputs")
-                xs = _fit_state(x, lm.in_units)
-                if xs.units != x.units and x.units != 1 and lm.in_units % x.units:
-                    note(f"{op.name}: input units pooled to fit {lm.in_units} inputs")
-                mean, var = lm.forward(xs.mean, xs.var)
-                states[i] = _gauss(mean, var, x.tainted)
-                back[i] = [(ins[0], lm.backward)]
-                op_note[i] = lm.note
-                note(lm.note)
-            elif is_layer and isinstance(mod, (nn.Embedding, nn.EmbeddingBag)):
-                w = mod.weight.detach().cpu().to(torch.float64)
-                states[i] = _gauss(w.mean(0).numpy(), w.var(0, unbiased=False).numpy())
-                back[i] = []  # integer input: the gradient stops here
-            elif (op.kind == "activation" or op.elementwise) and elementwise(i, op, ins):
-                continue
-            elif op.elementwise and len(ins) == 1 and _op_name(op.target) in _ADDS + _MULS and \
-                    (const := _constant_operand(op, ops, model, graph)) is not None:
-                states[i], factor = _with_constant(x, const, _op_name(op.target))
-                back[i] = [(ins[0], scale(factor))]
-            elif is_layer:
-                owner = mod if mod is not None else modules.get(op.layer or "")
-                raise _Gap(f"{type(owner).__name__}: no variance rule")
-            elif op.elementwise and len(ins) == 2 and _op_name(op.target) in _ADDS + _MULS:
-                a, c = states[ins[0]], states[ins[1]]
-                u = max(a.units, c.units)
-                a, c = _fit_state(a, u), _fit_state(c, u)
-                tainted = a.tainted or c.tainted
-                name = _op_name(op.target)
-                if name in _MULS:
-                    m = a.mean * c.mean
-                    states[i] = _State(m, np.maximum(a.m2 * c.m2 - m * m, 0.0), None, None, tainted)
-                    back[i] = [(ins[0], scale(c.m2)), (ins[1], scale(a.m2))]
-                    note(f"{op.name}: product of two tensors taken as independent")
-                else:
-                    if name == "rsub":
-                        a, c = c, a
-                    mean = a.mean - c.mean if "sub" in name else a.mean + c.mean
-                    var = a.var + c.var  # the two paths taken as uncorrelated
-                    if a.src is not None and c.src is not None and a.fn is None and c.fn is None:
-                        states[i] = _gauss(mean, var, tainted)
-                    else:
-                        states[i] = _State(mean, var, None, None, tainted)
-                    back[i] = [(ins[0], scale(1.0)), (ins[1], scale(1.0))]
-            elif op.kind == "activation" or op.elementwise:
-                raise _Gap(f"elementwise {_op_name(op.target)} could not be replayed")
-            elif op.kind == "identity":  # nn.Identity: shape and values unchanged
-                states[i] = x
-                back[i] = [(ins[0], scale(1.0))]
-            elif op.kind == "norm":
-                node = by_layer.get(op.layer or "")
-                affine = {i.role: i.param for i in sem.of(node)} if node is not None else {}
-                a, c, txt = _norm_affine(mod, op.target, x, affine.get("norm_gain"), affine.get("norm_bias"))
-                states[i] = _affine(x, a, c)
-                back[i] = [(ins[0], scale(a * a))]
-                note(txt)
-            elif op.kind == "dropout":
-                p = getattr(mod, "p", None)
-                if mod is None or p is None:
-                    raise _Gap("functional dropout: p unknown (use nn.Dropout)")
-                alpha = isinstance(mod, (nn.AlphaDropout, nn.FeatureAlphaDropout))
-                if mod.training and not alpha and p < 1:
-                    states[i] = _State(x.mean, x.m2 / (1 - p) - x.mean**2, None, None, x.tainted)
-                    back[i] = [(ins[0], scale(1.0 / (1 - p)))]
-                else:  # eval mode, or alpha dropout (built to keep mean and variance)
-                    states[i] = x
-                    back[i] = [(ins[0], scale(1.0))]
-            elif op.kind == "pool":
-                if mod is None:
-                    raise _Gap(f"functional pooling {_op_name(op.target)}: kernel unknown (use a pooling module)")
-                k, stride, avg = _pool_size(mod, shapes.get(id(mod)))
-                if avg:
-                    if x.src is not None and x.fn is None:
-                        states[i] = _gauss(x.mean, x.var / k, x.tainted)
-                    else:
-                        states[i] = _State(x.mean, x.var / k, None, None, x.tainted)
-                        note("average pooling: elements taken as uncorrelated")
-                    back[i] = [(ins[0], scale(1.0 / (k * stride)))]
-                else:
-                    states[i], monotone = _max_of(x, k)
-                    b = x.base
-                    # each element sits in k/stride windows and wins each with probability 1/k
-                    if monotone and x.chain is not None and x.src is not None and b is not None and k > 1:
-                        # route past the elementwise run to its base: the winner is not a random element
-                        back[i] = [(b, scale(_max_slope2(x, states[b], k) / stride))]
-                    else:
-                        back[i] = [(ins[0], scale(1.0 / stride))]
-            elif op.kind in ("flatten", "reshape") and _op_name(op.target) in _KEEP_UNITS or op.kind == "flatten":
-                states[i] = x  # same elements: keeps its base, so elementwise runs continue through it
-                back[i] = [(ins[0], scale(1.0))]
-            elif op.kind == "reshape":
-                states[i] = _pooled(x)  # permute, indexing, ...: which unit is which is not tracked
-                back[i] = [(ins[0], scale(1.0))]
-            elif op.kind in ("concat", "output"):
-                parts = [states[j] for j in ins]
-                if len(parts) == 1:
-                    states[i] = parts[0]
-                else:
-                    pooled = [_pooled(p) for p in parts]
-                    mean = float(np.mean([p.mean[0] for p in pooled]))
-                    m2 = float(np.mean([p.m2[0] for p in pooled]))
-                    states[i] = _State(np.array([mean]), np.array([max(m2 - mean * mean, 0.0)]), None, None,
-                                       any(p.tainted for p in parts))
-                back[i] = [(j, scale(1.0)) for j in ins]
-            else:
-                raise _Gap(f"{op.kind} op {_op_name(op.target)}: no variance rule")
-        except _Gap as exc:
-            gaps.append(f"{op.name or '<root>'}: {exc}")
-            gap_op[i] = True
-            states[i] = _State(x.mean, x.var, x.src, x.fn, True)  # passed through unchanged
-            back[i] = [(ins[0], scale(1.0))]
-        if states[i] is not x and states[i].base is None:
-            states[i].base = i
-
-    # backward: unit-variance cotangent at every model output
-    grad: list[np.ndarray | None] = [None] * n
-    gtaint = [False] * n
-
-    def add_grad(j: int, g: np.ndarray) -> None:
-        g = _fit(np.atleast_1d(g), states[j].units)[0]
-        grad[j] = g if grad[j] is None else grad[j] + g
-
-    for op in ops:
-        if op.kind == "output":
-            for j in data_in[op.index]:
-                if states[j] is not None:
-                    add_grad(j, np.ones(1))
-    for i in range(n - 1, -1, -1):
-        if ops[i].kind == "output" or grad[i] is None:
-            continue
-        for j, rule in back[i]:
-            add_grad(j, rule(_fit(grad[i], states[i].units)[0]))
-            gtaint[j] = gtaint[j] or gtaint[i] or gap_op[i]
-
-    norm_fed = {j for op in ops if op.kind == "norm" for j in data_in[op.index][:1]}
-    layers: list[LayerPrediction] = []
-    for node in graph.layers:
-        i = node.op
-        st = states[i] if i is not None else None
-        if st is None:
-            gaps.append(f"{node.name or '<root>'}: not reached by the forward walk")
-            layers.append(LayerPrediction(node.name, node.kind, math.nan, math.nan, math.nan, math.nan, math.nan,
-                                          False, "not reached"))
-            continue
-        mean, var = st.total()
-        g2 = float(grad[i].mean()) if grad[i] is not None else 0.0
-        layers.append(LayerPrediction(
-            name=node.name, kind=node.kind, forward_mean=mean, forward_var=var, forward_std=math.sqrt(var),
-            grad_var=g2, grad_std=math.sqrt(max(g2, 0.0)),
-            reliable=not (st.tainted or gtaint[i] or gap_op[i]), note="gap" if gap_op[i] else op_note[i],
-            normalized=i in norm_fed and node.kind != "norm",
-        ))
-    return Prediction(layers, gaps, notes, input_var, input_mean, graph.method)
+    walk = _start_walk(model, example_inputs, input_var, input_mean)
+    _forward(walk)
+    grad, gtaint = _backward(walk)
+    layers = _layer_predictions(walk, grad, gtaint)
+    return Prediction(layers, walk.gaps, walk.notes, input_var, input_mean, walk.graph.method)
