@@ -167,17 +167,12 @@ def check_rms_gain(net: NormNet, mode: str) -> None:
     assert torch.equal(net.norm.weight, torch.ones(32))
 
 
+# "weight_first" (`self.weight * x * rsqrt(...)` multiplies the gain into the raw x before the rsqrt) was
+# classified 'scale' when this test was written (fixed since)
+@pytest.mark.parametrize("form", ["normalized", "weight_first"])
 @pytest.mark.parametrize("mode", MODES)
-def test_rmsnorm_like_gain_is_a_norm_gain_set_to_ones(mode):
-    check_rms_gain(NormNet("normalized", untraceable=mode == "hooks"), mode)
-
-
-@pytest.mark.xfail(strict=True, reason="BUG: `self.weight * x * rsqrt(mean(x^2))` evaluates (weight * x) first, "
-                                       "whose other operand is not normalized, so the gain of this RMSNorm is "
-                                       "classified 'scale' and left at 0.3 (the same as without the rsqrt)")
-@pytest.mark.parametrize("mode", MODES)
-def test_rmsnorm_written_weight_first_is_a_norm_gain(mode):
-    check_rms_gain(NormNet("weight_first", untraceable=mode == "hooks"), mode)
+def test_rmsnorm_like_gain_is_a_norm_gain_set_to_ones(mode, form):
+    check_rms_gain(NormNet(form, untraceable=mode == "hooks"), mode)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -236,34 +231,40 @@ def test_class_token_and_position_embedding(mode):
 
 
 class PosAfterLayer(nn.Module):
-    """A learned position embedding added straight to a layer's output (no class token): SimpleViT-like."""
+    """A table added straight to a layer's output (no class token in between): SimpleViT-like."""
 
-    def __init__(self, first: str, untraceable: bool) -> None:
+    def __init__(self, first: str, table: tuple[int, ...], untraceable: bool) -> None:
         super().__init__()
         self.embed = (nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16)) if first == "norm"
                       else nn.Sequential(nn.Linear(8, 16)))
-        self.pos = nn.Parameter(torch.zeros(1, 5, 16))
+        self.table = nn.Parameter(torch.zeros(table))
         self.head = nn.Linear(16, 2)
         self.untraceable = untraceable
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         guard(self, x)
-        return self.head((self.embed(x) + self.pos).mean(1))
+        return self.head((self.embed(x) + self.table).mean(1))
 
 
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("first", ["linear", "norm"])
-def test_position_embedding_added_to_a_layer_output_fx(first):
-    net = PosAfterLayer(first, untraceable=False)
-    assert describe(traced(net, batch(2, 5, 8), "fx")).params["pos"].role == "position"
+def test_table_added_to_a_layer_output_is_a_position_embedding(first, mode):
+    # (1, 5, 16): two non-trivial dims, a position embedding whatever produced the activations (in hooks mode
+    # the Linear / LayerNorm output is seen as such; it must not make the table a 'bias' / 'norm_bias')
+    net = PosAfterLayer(first, (1, 5, 16), untraceable=mode == "hooks")
+    x = batch(2, 5, 8)
+    assert describe(traced(net, x, mode)).params["table"].role == "position"
+    report = init_model(net, example_inputs=x, seed=0)
+    assert "Normal(std=0.02)" in report["table"].initializer
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: in hooks mode a (1, 5, 16) position embedding added straight to a "
-                                       "Linear output is taken for its 'bias', added to a LayerNorm output for "
-                                       "'norm_bias' (zeroed), while fx mode says 'position' for the same model")
-@pytest.mark.parametrize("first", ["linear", "norm"])
-def test_position_embedding_added_to_a_layer_output_hooks(first):
-    net = PosAfterLayer(first, untraceable=True)
-    assert describe(traced(net, batch(2, 5, 8), "hooks")).params["pos"].role == "position"
+@pytest.mark.parametrize("mode", MODES)
+def test_vector_added_to_a_linear_output_is_a_bias(mode):
+    # (1, 1, 16): one non-trivial dim, the other outcome of the rule
+    net = PosAfterLayer("linear", (1, 1, 16), untraceable=mode == "hooks")
+    x = batch(2, 5, 8)
+    assert describe(traced(net, x, mode)).params["table"].role == "bias"
+    assert init_model(net, example_inputs=x, seed=0)["table"].initializer == "Zeros()"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -432,6 +433,36 @@ def test_gpt2_conv1d_fans_and_logits(gpt2):
     assert "output_scale" not in [v.code for v in initlab.probe(model, gpt2.inputs).verdicts]
 
 
+def two_linear(in_std: float, out_std: float) -> nn.Sequential:
+    """Linear(64, 64) -> Linear(64, 10): on N(0, 1) inputs the first output has std ~in_std, the logits
+    ~in_std * out_std."""
+    net = nn.Sequential(nn.Linear(64, 64), nn.Linear(64, 10))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        nn.init.normal_(net[0].weight, std=in_std / 8, generator=gen)
+        nn.init.normal_(net[1].weight, std=out_std / 8, generator=gen)
+        nn.init.zeros_(net[0].bias)
+        nn.init.zeros_(net[1].bias)
+    return net
+
+
+@pytest.mark.parametrize("in_std, out_std, thresholds, flagged", [
+    (1, 8, None, True),  # logits ~7.8 from an input of std ~1: the output layer's weights
+    (1, 8, {"output": 16}, False),  # the same, under a looser Thresholds.output
+    (1, 3, None, False),  # logits ~2.9 <= 4
+    (8, 8, None, False),  # input std ~8 > 4 already: the depth rules speak, not output_scale
+    (0.1, 80, None, False),  # input std ~0.1 < 1/4
+])
+def test_output_scale_verdict(in_std, out_std, thresholds, flagged):
+    result = initlab.probe(two_linear(in_std, out_std), batch(256, 64), thresholds=thresholds)
+    found = [v for v in result.verdicts if v.code == "output_scale"]
+    assert bool(found) == flagged
+    if flagged:
+        (v,) = found
+        assert v.layer == "1" and v.layers == ("1",)
+        assert v.value == pytest.approx(result["1"].act_std / result["0"].act_std, rel=1e-9)
+
+
 # --------------------------------------------------------------------------------------------------
 # 3. LSUV leaves a tied weight alone
 
@@ -559,6 +590,14 @@ def length_warnings(net: nn.Module) -> list[str]:
 def test_length_map_warning_for_a_deep_gelu_mlp(depth):
     (w,) = length_warnings(mlp(nn.GELU, depth))
     assert w.startswith("gelu:") and "slope 1.144" in w and f"{depth - 1} layer(s)" in w
+
+
+def test_length_map_warning_lists_only_layers_not_fed_by_a_norm():
+    # "3" reads GELU(LayerNorm(.)): re-standardized samples, no drift; "5" reads GELU of "3": it compounds
+    net = nn.Sequential(nn.Linear(16, 16), nn.LayerNorm(16), nn.GELU(), nn.Linear(16, 16), nn.GELU(),
+                        nn.Linear(16, 16))
+    (w,) = length_warnings(net)
+    assert "(1 layer(s) after this activation: 5)" in w
 
 
 @pytest.mark.parametrize("net", [

@@ -57,6 +57,8 @@ class Initializer:
     """
 
     name: ClassVar[str] = ""
+    formula: ClassVar[str] = ""  # the formula, stated once: the registry, `initlab list` and docs read it
+    reference: ClassVar[str] = ""
     _frozen: bool = False
 
     # -- construction and identity -------------------------------------------------------------------

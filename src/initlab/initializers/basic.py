@@ -42,6 +42,8 @@ class Constant(Initializer):
     """
 
     name = "constant"
+    formula = 'w = value'
+    reference = '-'
 
     def __init__(self, value: float = 0.0) -> None:
         self.value = check_number(value, "value", minimum=None)
@@ -63,6 +65,8 @@ class Zeros(Constant):
     """All zeros (biases; output layers, Bengio 2012; the last layer of a residual branch, SkipInit)."""
 
     name = "zeros"
+    formula = 'w = 0'
+    reference = 'Bengio 2012 (output layers); SkipInit'
 
     def __init__(self) -> None:
         self._record()
@@ -73,6 +77,8 @@ class Ones(Constant):
     """All ones (normalization scales)."""
 
     name = "ones"
+    formula = 'w = 1'
+    reference = 'norm-layer scales'
 
     def __init__(self) -> None:
         self._record()
@@ -87,6 +93,8 @@ class Normal(Initializer):
     """
 
     name = "normal"
+    formula = 'N(mean, std^2)'
+    reference = 'torch normal_'
 
     def __init__(self, std: float = 1.0, mean: float = 0.0) -> None:
         self.std = check_number(std, "std")
@@ -119,6 +127,8 @@ class Uniform(Initializer):
     """
 
     name = "uniform"
+    formula = 'U(a, b) | U(-r, r) | mean +- sqrt(3) std'
+    reference = 'Lasagne Uniform; torch uniform_'
 
     def __init__(self, range: float | tuple[float, float] = (0.0, 1.0), std: float | None = None,
                  mean: float = 0.0) -> None:
@@ -165,6 +175,8 @@ class TruncatedNormal(Initializer):
     """
 
     name = "truncated_normal"
+    formula = 'N(mean, std^2) cut at bounds (std units, or absolute)'
+    reference = 'Keras/JAX; torch trunc_normal_'
 
     def __init__(self, std: float = 1.0, mean: float = 0.0, bounds: tuple[float, float] = (-2.0, 2.0),
                  absolute: bool = False) -> None:

@@ -36,48 +36,42 @@ _ENTRIES: dict[str, Entry] = {}
 _ALIASES: dict[str, str] = {}
 
 
-def register(cls: type[Initializer], formula: str, reference: str, aliases: tuple[str, ...] = ()) -> None:
-    """Add an initializer class under ``cls.name`` (and ``aliases``) to the registry."""
-    _ENTRIES[cls.name] = Entry(cls, formula, reference)
+def register(cls: type[Initializer], aliases: tuple[str, ...] = ()) -> None:
+    """Add an initializer class under ``cls.name`` (and ``aliases``) to the registry; its ``formula`` and
+    ``reference`` (class attributes) are the registry's text."""
+    if not cls.formula:
+        raise ValueError(f"{cls.__name__} states no formula")
+    _ENTRIES[cls.name] = Entry(cls, cls.formula, cls.reference)
     for alias in (*aliases, cls.__name__):
         _ALIASES[alias] = cls.name
 
 
-for _cls, _formula, _ref, _aliases in [
-    (Constant, "w = value", "-", ("constant_",)),
-    (Zeros, "w = 0", "Bengio 2012 (output layers); SkipInit", ("zero", "zeros_")),
-    (Ones, "w = 1", "norm-layer scales", ("ones_",)),
-    (Normal, "N(mean, std^2)", "torch normal_", ("random_normal", "normal_")),
-    (Uniform, "U(a, b) | U(-r, r) | mean +- sqrt(3) std", "Lasagne Uniform; torch uniform_",
-     ("random_uniform", "uniform_")),
-    (TruncatedNormal, "N(mean, std^2) cut at bounds (std units, or absolute)", "Keras/JAX; torch trunc_normal_",
-     ("trunc_normal", "trunc_normal_")),
-    (VarianceScaling, "var = scale / n(mode)", "Keras 3 / JAX variance_scaling", ()),
-    (Glorot, "var = gain^2 * 2 / (fan_in + fan_out)", "Glorot & Bengio 2010", ("xavier",)),
-    (GlorotNormal, "N(0, gain^2 * 2 / (fan_in + fan_out))", "Glorot & Bengio 2010; torch xavier_normal_",
-     ("xavier_normal", "xavier_normal_")),
-    (GlorotUniform, "U(+-gain * sqrt(6 / (fan_in + fan_out)))", "Glorot & Bengio 2010; torch xavier_uniform_",
-     ("xavier_uniform", "xavier_uniform_")),
-    (GlorotUniformSigmoid, "U(+-4 sqrt(6 / (fan_in + fan_out)))", "Glorot & Bengio 2010; Bengio 2012 (logistic)",
-     ("sigmoid_uniform",)),
-    (He, "var = gain^2 / fan (gain sqrt(2) for ReLU)", "He et al. 2015", ("kaiming",)),
-    (HeNormal, "N(0, gain^2 / fan_in)", "He et al. 2015; torch kaiming_normal_",
-     ("kaiming_normal", "kaiming_normal_", "msra")),
-    (HeUniform, "U(+-gain * sqrt(3 / fan_in))", "He et al. 2015; torch kaiming_uniform_",
-     ("kaiming_uniform", "kaiming_uniform_")),
-    (LeCunNormal, "N(0, 1 / fan_in)", "LeCun et al. 1998; Klambauer et al. 2017 (SELU)", ()),
-    (LeCunUniform, "U(+-sqrt(3 / fan_in))", "LeCun et al. 1998", ()),
-    (FanInUniform, "U(+-1 / sqrt(fan_in))", "torch Linear/Conv default; Glorot & Bengio 'standard'",
-     ("torch_default", "standard")),
-    (RBMNormal, "N(0, 0.01^2)", "Hinton 2010, A practical guide to training RBMs", ("rbm",)),
-    (Orthogonal, "QR of a Gaussian, sign-fixed; times gain", "Saxe et al. 2013; torch orthogonal_",
-     ("orthogonal_",)),
-    (DeltaOrthogonal, "zero kernel, orthogonal (out, in) at the centre", "Xiao et al. 2018", ()),
-    (Identity, "eye (2-D) / Dirac delta per group (3-5-D)", "torch eye_, dirac_", ("dirac", "eye", "dirac_", "eye_")),
-    (Sparse, "N(0, std^2) on a random subset, zero elsewhere", "Martens 2010; Lasagne Sparse; torch sparse_",
-     ("sparse_",)),
+# the formula and reference of each entry are the class's own (stated once, in the class)
+for _cls, _aliases in [
+    (Constant, ('constant_',)),
+    (Zeros, ('zero', 'zeros_')),
+    (Ones, ('ones_',)),
+    (Normal, ('random_normal', 'normal_')),
+    (Uniform, ('random_uniform', 'uniform_')),
+    (TruncatedNormal, ('trunc_normal', 'trunc_normal_')),
+    (VarianceScaling, ()),
+    (Glorot, ('xavier',)),
+    (GlorotNormal, ('xavier_normal', 'xavier_normal_')),
+    (GlorotUniform, ('xavier_uniform', 'xavier_uniform_')),
+    (GlorotUniformSigmoid, ('sigmoid_uniform',)),
+    (He, ('kaiming',)),
+    (HeNormal, ('kaiming_normal', 'kaiming_normal_', 'msra')),
+    (HeUniform, ('kaiming_uniform', 'kaiming_uniform_')),
+    (LeCunNormal, ()),
+    (LeCunUniform, ()),
+    (FanInUniform, ('torch_default', 'standard')),
+    (RBMNormal, ('rbm',)),
+    (Orthogonal, ('orthogonal_',)),
+    (DeltaOrthogonal, ()),
+    (Identity, ('dirac', 'eye', 'dirac_', 'eye_')),
+    (Sparse, ('sparse_',)),
 ]:
-    register(_cls, _formula, _ref, _aliases)
+    register(_cls, _aliases)
 
 
 def available() -> list[str]:

@@ -42,6 +42,8 @@ class Orthogonal(Initializer):
     """
 
     name = "orthogonal"
+    formula = 'QR of a Gaussian, sign-fixed; times gain'
+    reference = 'Saxe et al. 2013; torch orthogonal_'
 
     def __init__(self, gain: Any = 1.0, *, layout: str = "torch") -> None:
         self.gain = resolve_gain(gain)
@@ -79,6 +81,8 @@ class DeltaOrthogonal(Initializer):
     """
 
     name = "delta_orthogonal"
+    formula = 'zero kernel, orthogonal (out, in) at the centre'
+    reference = 'Xiao et al. 2018'
 
     def __init__(self, gain: Any = 1.0, *, center: str = "torch", layout: str = "torch") -> None:
         self.gain = resolve_gain(gain)
@@ -127,6 +131,8 @@ class Identity(Initializer):
     """
 
     name = "identity"
+    formula = 'eye (2-D) / Dirac delta per group (3-5-D)'
+    reference = 'torch eye_, dirac_'
 
     def __init__(self, gain: float = 1.0, groups: int = 1) -> None:
         self.gain = (check_number(gain, "gain", minimum=None)
@@ -181,6 +187,8 @@ class Sparse(Initializer):
     """
 
     name = "sparse"
+    formula = 'N(0, std^2) on a random subset, zero elsewhere'
+    reference = 'Martens 2010; Lasagne Sparse; torch sparse_'
 
     def __init__(self, sparsity: float = 0.1, std: float = 0.01, *, meaning: str = "nonzero_per_unit",
                  layout: str = "torch") -> None:

@@ -43,6 +43,8 @@ class VarianceScaling(FanBased):
     """
 
     name = "variance_scaling"
+    formula = 'var = scale / n(mode)'
+    reference = 'Keras 3 / JAX variance_scaling'
 
     def __init__(self, scale: float = 1.0, mode: str = "fan_in", distribution: str = "truncated_normal", *,
                  layout: str = "torch", groups: int = 1, chunks: int = 1, in_axis: Any = None,
@@ -126,6 +128,8 @@ class Glorot(_Preset):
     """
 
     name = "glorot"
+    formula = 'var = gain^2 * 2 / (fan_in + fan_out)'
+    reference = 'Glorot & Bengio 2010'
 
     def __init__(self, distribution: str = "uniform", gain: Any = 1.0, **fan_options: Any) -> None:
         self.gain = resolve_gain(gain)
@@ -137,6 +141,8 @@ class GlorotNormal(Glorot):
     """Glorot normal (torch ``xavier_normal_``: untruncated): ``std = gain * sqrt(2 / (fan_in + fan_out))``."""
 
     name = "glorot_normal"
+    formula = 'N(0, gain^2 * 2 / (fan_in + fan_out))'
+    reference = 'Glorot & Bengio 2010; torch xavier_normal_'
 
     def __init__(self, gain: Any = 1.0, **fan_options: Any) -> None:
         self._record(gain=gain, **fan_options)
@@ -147,6 +153,8 @@ class GlorotUniform(Glorot):
     """Glorot uniform: ``U(+-gain * sqrt(6 / (fan_in + fan_out)))`` (torch ``xavier_uniform_``)."""
 
     name = "glorot_uniform"
+    formula = 'U(+-gain * sqrt(6 / (fan_in + fan_out)))'
+    reference = 'Glorot & Bengio 2010; torch xavier_uniform_'
 
     def __init__(self, gain: Any = 1.0, **fan_options: Any) -> None:
         self._record(gain=gain, **fan_options)
@@ -157,6 +165,8 @@ class GlorotUniformSigmoid(Glorot):
     """The 4x rule for logistic units (Glorot & Bengio 2010; Bengio 2012): ``U(+-4 sqrt(6 / (fan_in + fan_out)))``."""
 
     name = "glorot_uniform_sigmoid"
+    formula = 'U(+-4 sqrt(6 / (fan_in + fan_out)))'
+    reference = 'Glorot & Bengio 2010; Bengio 2012 (logistic)'
 
     def __init__(self, **fan_options: Any) -> None:
         self._record(**fan_options)
@@ -171,6 +181,8 @@ class He(_Preset):
     """
 
     name = "he"
+    formula = 'var = gain^2 / fan (gain sqrt(2) for ReLU)'
+    reference = 'He et al. 2015'
 
     def __init__(self, distribution: str = "normal", gain: Any = "relu", mode: str = "fan_in",
                  **fan_options: Any) -> None:
@@ -183,6 +195,8 @@ class HeNormal(He):
     """He normal: ``N(0, gain^2 / fan)``, untruncated (torch ``kaiming_normal_``)."""
 
     name = "he_normal"
+    formula = 'N(0, gain^2 / fan_in)'
+    reference = 'He et al. 2015; torch kaiming_normal_'
 
     def __init__(self, gain: Any = "relu", mode: str = "fan_in", **fan_options: Any) -> None:
         self._record(gain=gain, mode=mode, **fan_options)
@@ -193,6 +207,8 @@ class HeUniform(He):
     """He uniform: ``U(+-gain * sqrt(3 / fan))`` (torch ``kaiming_uniform_``)."""
 
     name = "he_uniform"
+    formula = 'U(+-gain * sqrt(3 / fan_in))'
+    reference = 'He et al. 2015; torch kaiming_uniform_'
 
     def __init__(self, gain: Any = "relu", mode: str = "fan_in", **fan_options: Any) -> None:
         self._record(gain=gain, mode=mode, **fan_options)
@@ -203,6 +219,8 @@ class LeCunNormal(_Preset):
     """LeCun et al. 1998 (efficient backprop): ``N(0, 1 / fan_in)``; the SELU init (Klambauer et al. 2017)."""
 
     name = "lecun_normal"
+    formula = 'N(0, 1 / fan_in)'
+    reference = 'LeCun et al. 1998; Klambauer et al. 2017 (SELU)'
 
     def __init__(self, **fan_options: Any) -> None:
         self._record(**fan_options)
@@ -213,6 +231,8 @@ class LeCunUniform(_Preset):
     """LeCun uniform: ``U(+-sqrt(3 / fan_in))``."""
 
     name = "lecun_uniform"
+    formula = 'U(+-sqrt(3 / fan_in))'
+    reference = 'LeCun et al. 1998'
 
     def __init__(self, **fan_options: Any) -> None:
         self._record(**fan_options)
@@ -224,6 +244,8 @@ class FanInUniform(_Preset):
     and Glorot & Bengio's "standard" init. Pre-activations get variance 1/3 for unit-variance inputs."""
 
     name = "fan_in_uniform"
+    formula = 'U(+-1 / sqrt(fan_in))'
+    reference = "torch Linear/Conv default; Glorot & Bengio 'standard'"
 
     def __init__(self, **fan_options: Any) -> None:
         self._record(**fan_options)
@@ -234,6 +256,8 @@ class RBMNormal(Normal):
     """The small Gaussian of Hinton's RBM guide (2010): ``N(0, 0.01^2)``."""
 
     name = "rbm_normal"
+    formula = 'N(0, 0.01^2)'
+    reference = 'Hinton 2010, A practical guide to training RBMs'
 
     def __init__(self, std: float = 0.01) -> None:
         self._record(std=std)
