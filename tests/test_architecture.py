@@ -159,3 +159,26 @@ def test_function_length_counts_nested_functions_apart():
     assert MAX_LINES < 100
     lengths = dict((f, n) for n, f in function_lengths())
     assert lengths["initlab.semantics:describe"] >= 20  # measured, not zero
+
+
+def test_references_cited_by_the_code_live_in_the_repository():
+    root = SRC.parent
+    assert (root / "docs" / "references.md").is_file() and (root / "docs" / "architecture.md").is_file()
+    for path in MODULES.values():
+        assert "REFERENCE.md" not in path.read_text() and "REFERENCE section" not in path.read_text(), path
+
+
+def test_each_formula_is_stated_once_and_the_registry_reads_it():
+    from initlab.initializers import registry
+
+    for name in registry.available():
+        e = registry.entry(name)
+        assert e.formula and e.formula == e.cls.formula and e.reference == e.cls.reference, name
+    text = (PACKAGE / "initializers" / "registry.py").read_text()
+    assert all(registry.entry(n).formula not in text for n in registry.available()), "a formula copied"
+
+    class NoFormula(registry.Initializer):
+        name = "no_formula"
+
+    with pytest.raises(ValueError, match="states no formula"):
+        registry.register(NoFormula)

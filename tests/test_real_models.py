@@ -23,7 +23,7 @@ import torch
 import initlab
 from initlab.graph import trace
 from initlab.probing.hooks import first_tensor
-from initlab.semantics import MATRIX_KINDS, describe
+from initlab.semantics import MATRIX_KINDS, describe, unit_axis
 from initlab.theory import propagate
 
 MODELS = list(realmodels.ALL)
@@ -154,10 +154,27 @@ def test_propagate_predicts_the_output_where_it_reports_no_gap(name):
     assert out.forward_std == pytest.approx(measured, rel=0.25), (name, out.name)
 
 
-@pytest.mark.parametrize("name", MODELS)
+def _zoo(name: str) -> realmodels.RealModel:
+    from initlab import zoo
+
+    gen = torch.Generator().manual_seed(0)
+    builds = {
+        "zoo.mlp": (lambda: zoo.mlp(3, 32, "tanh", batchnorm=True, in_features=20), (64, 20)),
+        "zoo.cnn": (lambda: zoo.cnn((8, 16), "relu", batchnorm=True, input_shape=(1, 12, 12)), (16, 144)),
+        "zoo.resnet": (lambda: zoo.resnet(2, 8, input_shape=(1, 12, 12)), (16, 144)),
+        "zoo.transformer": (lambda: zoo.transformer(8, 6, d_model=16, nhead=2), (4, 6, 8)),
+    }
+    make, shape = builds[name]
+    return realmodels.RealModel(name, make().eval(), torch.randn(shape, generator=gen), "zoo", ["-"])
+
+
+ZOO = ["zoo.mlp", "zoo.cnn", "zoo.resnet", "zoo.transformer"]
+
+
+@pytest.mark.parametrize("name", MODELS + ZOO)
 def test_the_tools_agree_on_every_layer(name):
-    """init_model, lsuv, probe and propagate read each layer's kind and weight from one place."""
-    rm = realmodels.build(name)
+    """init_model, lsuv, probe and propagate read each layer's kind, weight and units from one place."""
+    rm = _zoo(name) if name in ZOO else realmodels.build(name)
     report = _init(rm)
     graph = report.graph
     sem = describe(graph)
@@ -165,9 +182,18 @@ def test_the_tools_agree_on_every_layer(name):
     pred = propagate(rm.model, rm.inputs)
     assert {lp.name: lp.kind for lp in pred.layers} == kinds
     result = initlab.probe(rm.model, rm.inputs, graph=graph)
+    recorded = 0
     for s in result.layers:
         if s.is_layer and s.name in kinds:
             assert s.kind == kinds[s.name], s.name
+            node = graph.layer(s.name)
+            axis = unit_axis(node)
+            assert s.unit_dim in (axis, -1 if axis == -1 else axis), (s.name, s.unit_dim, axis)
+            w = sem.weight(node)
+            if w is not None and s.weight_std is not None:  # the weight probe reads is the semantics' one
+                assert s.weight_std == pytest.approx(float(sem.params[w].param.detach().double().std(unbiased=False)), rel=1e-4)
+                recorded += 1
+    assert recorded, "no weight was read by probe"
     weights = {n.name: sem.weight(n) for n in graph.layers}
     for e in report.entries:
         if e.role in ("weight", "residual_last", "output") and e.layer in weights and e.kind in MATRIX_KINDS:

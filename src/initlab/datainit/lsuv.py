@@ -4,7 +4,8 @@ Algorithm: pre-initialize every Linear/Conv weight with an orthogonal matrix; th
 FORWARD EXECUTION order, feed a batch, measure the standard deviation of the layer's output and divide the
 weight by it, until ``|std - target_std| <= tol * target_std`` or ``max_iter`` rescalings.
 
-What this implementation does differently from the usual ones (REFERENCE.md section 5):
+What this implementation does differently from the usual ones (Mishkin & Matas 2016 and the `lsuv` package;
+docs/references.md):
 
 * execution order, not registration order: the layers are taken from :func:`initlab.trace` and each is
   rescaled at the moment the forward pass reaches it;

@@ -17,7 +17,8 @@ those that go straight into a normalization layer (their drift is undone there).
     layers alternate between widths). The first layer is left out of the
     fit: its scale is set by the inputs (``unnormalized_inputs`` covers that). Any non-finite
     activation, or an activation that is exactly zero everywhere after some layer, is flagged too.
-    Forward variance theory (REFERENCE section 6): ``Var(x_{l+1}) = n_l Var(w_l) E[f(x_l)^2]``; a wrong
+    Forward variance theory (Glorot & Bengio 2010; He et al. 2015; docs/references.md):
+    ``Var(x_{l+1}) = n_l Var(w_l) E[f(x_l)^2]``; a wrong
     scale multiplies the std by the same factor at every layer, hence a geometric profile.
 ``vanishing_gradients`` / ``exploding_gradients``
     The same fit on ``grad_std`` (the gradient with respect to each layer's output), read from the
@@ -25,7 +26,7 @@ those that go straight into a normalization layer (their drift is undone there).
     step is set by the output layer's fan ratio, not by depth).
 ``saturated_units``
     Logistic/tanh: fraction of pre-activations outside [-4, 4] (or outputs within 1e-2 of the bounds)
-    above ``saturated``. f'(4) is 0.018 for the logistic and 0.0013 for tanh (REFERENCE section 7).
+    above ``saturated``. f'(4) is 0.018 for the logistic and 0.0013 for tanh (Glorot & Bengio 2010; docs/references.md).
 ``dead_units``
     ReLU family: fraction of units never positive over the batch above ``dead``. The default 0.5 is
     SageMaker Debugger's DeadRelu threshold: deep He-initialized ReLU networks without normalization

@@ -838,6 +838,11 @@ def weight_summaries(items: Sequence[tuple[torch.Tensor, torch.Tensor | None, to
         w = ws[i]
         out: dict[str, Any] = {}
         out["weight_mean"], out["weight_std"] = _mean_std(w.numel(), float(w_sums[i]), float(w_norms[i]))
+        if out["weight_std"] < 1e-3 * abs(out["weight_mean"]):
+            # sum and norm in float32 leave ~1e-4 relative noise in norm^2/n - mean^2: a constant tensor
+            # (norm gains at ones) would read std 3e-4; compute these few directly
+            std = float(w.to(F64).std(unbiased=False)) if w.numel() > 1 else 0.0
+            out["weight_std"] = std
         if checked[i]:
             out["symmetric_units"] = 0
             if close[i]:
