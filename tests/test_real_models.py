@@ -15,6 +15,7 @@ plain-torch reproductions of timm / torchvision patterns (``tests/realmodels.py`
 from __future__ import annotations
 
 import warnings
+from typing import get_args
 
 import pytest
 import realmodels
@@ -22,8 +23,9 @@ import torch
 
 import initlab
 from initlab.graph import trace
+from initlab.model_init import PlanRole
 from initlab.probing.hooks import first_tensor
-from initlab.semantics import MATRIX_KINDS, describe, unit_axis
+from initlab.semantics import MATRIX_KINDS, ROLES, describe, unit_axis
 from initlab.theory import propagate
 
 MODELS = list(realmodels.ALL)
@@ -48,6 +50,8 @@ def test_init_model_initializes_everything_and_the_output_is_of_order_one(name):
     assert report.untouched == [], [(u.name, u.reason) for u in report.untouched]
     report.assert_complete()
     assert len(report.entries) == len(dict(rm.model.named_parameters()))
+    assert {e.role for e in report.entries} <= set(get_args(PlanRole))  # one typed vocabulary each
+    assert {i.role for i in describe(report.graph).params.values()} <= set(ROLES)
     std = _output_std(rm)
     assert 0.5 <= std <= 2.0, (name, std, "model's own init gave", before)
     assert rm.model.training is False  # eval mode kept

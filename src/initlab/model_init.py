@@ -72,7 +72,7 @@ import fnmatch
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -102,9 +102,15 @@ class IncompleteInitError(AssertionError):
 # The report
 
 
+# what init_model did with a parameter (the plan's role; the parameter's own role in the model is
+# initlab.semantics.Role, listed in InitEntry.uses)
+PlanRole = Literal["weight", "bias", "norm", "recurrent", "input", "output", "residual_last", "embedding",
+                   "additive", "layer_scale", "rule", "other"]
+
+
 @dataclass
 class InitEntry:
-    """What init_model did to one parameter."""
+    """What init_model did to one parameter (``role``: one of :data:`PlanRole`)."""
 
     name: str
     shape: tuple[int, ...]
@@ -220,7 +226,7 @@ class _Plan:
     name: str
     param: nn.Parameter
     node: LayerNode
-    role: str  # weight, bias, norm, recurrent, input, output, residual_last, embedding, additive, rule, other
+    role: PlanRole
     ini: Initializer
     factor: float = 1.0
     blocks: int = 1

@@ -25,7 +25,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -48,6 +48,11 @@ __all__ = ["Target", "select_targets", "Recorder", "first_tensor", "normalizes"]
 _LOOK_THROUGH = ("dropout", "reshape", "flatten")
 
 
+# a layer's own output, an activation module's output, an activation computed from a layer's output by the
+# hook, or a module recorded only to carry such derived records
+PointKind = Literal["layer", "activation", "derived", "carrier"]
+
+
 @dataclass(eq=False)
 class Target:
     """One recorded point (see the module docstring)."""
@@ -56,7 +61,7 @@ class Target:
     module: nn.Module
     kind: str
     activation: Activation | None
-    role: str  # "layer", "activation" or "derived"
+    point: PointKind  # what the record measures (not a parameter role: those are initlab.semantics')
     unit_dim: int | None = None  # None: decided at the first call
     dead_rule: str = "zero"
     saturation: str | None = None
@@ -178,7 +183,7 @@ def _filter(targets: list[Target], layers: Any) -> list[Target]:
         out = []
         for t in targets:
             derived = [d for d in t.derived if not keep_layers]
-            own = t.recorded and ((t.role == "layer") == keep_layers)
+            own = t.recorded and ((t.point == "layer") == keep_layers)
             if own or derived:
                 out.append(_copy(t, own, derived))
         return out
@@ -266,7 +271,7 @@ class Recorder:
         acc = self.accs.get(t.name)
         if acc is None:
             unit_dim, is_output, source = t.unit_dim, t.is_output, None
-            if unit_dim is None or t.role != "layer":
+            if unit_dim is None or t.point != "layer":
                 last = self._last
                 if last is not None and last[0] == tuple(y.shape):
                     unit_dim = last[1] if unit_dim is None else unit_dim
