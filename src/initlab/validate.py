@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_seed", "check_int", "check_flag", "check_number"]
+__all__ = ["check_seed", "check_int", "check_flag", "check_number", "check_batch"]
 
 
 def _is_int(value: Any) -> bool:
@@ -72,3 +72,23 @@ def check_number(value: Any, name: str, *, minimum: float | None = None, strict:
     if not math.isfinite(v) or (minimum is not None and (v <= minimum if strict else v < minimum)):
         raise ValueError(f"{name} must be {accepted}; got {value!r}")
     return v
+
+
+def check_batch(obj: Any, name: str = "inputs") -> None:
+    """A batch to run a model on: at least one tensor, no empty tensor (an empty batch has no statistics
+    to measure), no NaN or infinity in a floating tensor (it would poison every statistic, and a verdict
+    would then blame the weights). ValueError naming ``name``."""
+    import torch
+    from torch.utils import _pytree as pytree
+
+    tensors = [t for t in pytree.tree_leaves(obj) if isinstance(t, torch.Tensor)]
+    if not tensors:
+        raise ValueError(f"{name} must hold at least one tensor; got {type(obj).__name__}")
+    for t in tensors:
+        if t.numel() == 0:
+            raise ValueError(f"{name} is empty (a tensor of shape {tuple(t.shape)}): give at least one example")
+        if t.is_floating_point() or t.is_complex():
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                raise ValueError(f"{name} contains {bad} NaN or infinite value(s) out of {t.numel()}: clean the "
+                                 "data first (every statistic, and every verdict, would be wrong)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-__all__ = ["add_input_options", "model_inputs", "describe_inputs", "parse_shape", "load_factory"]
+__all__ = ["add_input_options", "model_inputs", "describe_inputs", "parse_shape", "load_factory", "on_inputs"]
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -46,7 +46,11 @@ def load_factory(target: str):
         if not hasattr(obj, part):
             raise ValueError(f"module {mod_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
-    model = obj if isinstance(obj, nn.Module) else obj() if callable(obj) else obj
+    try:
+        model = obj if isinstance(obj, nn.Module) else obj() if callable(obj) else obj
+    except Exception as exc:  # noqa: BLE001 - the user's factory: say which one failed, and how
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ValueError(f"{target}: the factory raised {type(exc).__name__}: {first}") from None
     if not isinstance(model, nn.Module):
         raise TypeError(f"{target} must be an nn.Module or a factory returning one; got {type(model).__name__}")
     return model
@@ -127,6 +131,19 @@ def model_inputs(args: argparse.Namespace, seed: int = 0, data_batch: int = 512)
     if args.tokens is not None:
         return torch.randint(0, args.tokens, shape, generator=gen), None
     return torch.randn(shape, generator=gen), None
+
+
+def on_inputs(args: argparse.Namespace, tool: Any, *a: Any, **kw: Any) -> Any:
+    """``tool(*a, **kw)`` on the user's model; a model that fails on the inputs the options built (a wrong
+    ``--input-shape``, token ids given to a float model ...) is one ValueError naming those options."""
+    try:
+        return tool(*a, **kw)
+    except RuntimeError as exc:
+        given = (f"--data {args.data}" if args.data is not None else
+                 f"--input-shape {args.input_shape}" + (f" --tokens {args.tokens}" if args.tokens else ""))
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ValueError(f"the model failed on the inputs of {given} ({type(exc).__name__}: {first}); check "
+                         "the shape and type the model expects") from None
 
 
 def describe_inputs(args: argparse.Namespace) -> str:

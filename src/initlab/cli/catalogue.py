@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+SHOW_LIMIT = 2**30  # bytes `initlab show` may allocate
+
 ORDER = 10
 
 
@@ -69,6 +71,12 @@ def run_show(args: argparse.Namespace) -> int:
     if changes:
         ini = ini.replace(**changes)
     shape = tuple(args.shape)
+    if any(d < 1 for d in shape):
+        raise ValueError(f"--shape must be positive sizes, e.g. --shape 256 512; got {' '.join(map(str, shape))}")
+    nbytes = math.prod(shape) * torch.empty((), dtype=getattr(torch, args.dtype)).element_size()
+    if nbytes > SHOW_LIMIT:
+        raise ValueError(f"--shape {' '.join(map(str, shape))} would need {nbytes / 2**30:.3g} GiB; `initlab show` "
+                         f"samples at most {SHOW_LIMIT / 2**30:g} GiB (the statistics need far less)")
     w = ini.sample(shape, dtype=getattr(torch, args.dtype), generator=torch.Generator().manual_seed(args.seed))
     f = ini.fans_of(shape)
     expected = ini.expected_std(shape)

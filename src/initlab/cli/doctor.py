@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from initlab.cli._inputs import add_input_options, describe_inputs, model_inputs
+from initlab._io import writable
+from initlab.cli._inputs import add_input_options, describe_inputs, model_inputs, on_inputs
 
 ORDER = 45
 
@@ -53,13 +54,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--ignore must name verdict codes ({', '.join(CODES)}); got {unknown}")
     if args.labels and args.data is None:
         raise ValueError("--labels needs --data (synthetic inputs have no labels)")
+    for path, option in ((args.json, "--json"), (args.html, "--html")):
+        if path:
+            writable(path, option)  # checked before the probe runs, not after it printed a verdict
     model = load_factory(args.target)
     x, y = model_inputs(args, args.seed)
     if args.labels and y is None:
         raise ValueError(f"--labels: {args.data} has no array 'y'")
     y = y if args.labels else None
     train = {"train": True, "eval": False, "keep": None}[args.mode]
-    result = initlab.probe(model, x, y, seed=args.seed, train=train)
+    result = on_inputs(args, initlab.probe, model, x, y, seed=args.seed, train=train)
     if args.table:
         print(result.table(verdicts=False))
     kept = [v for v in result.verdicts if v.code not in set(args.ignore)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from initlab.cli._inputs import add_input_options, load_factory, model_inputs, parse_shape
+from initlab.cli._inputs import add_input_options, load_factory, model_inputs, on_inputs, parse_shape
 
 __all__ = ["register", "run", "parse_shape", "load_factory"]
 
@@ -47,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_factory(args.target)
     example, _ = model_inputs(args, 0)  # a forward pass shows the dataflow when fx cannot trace the model
-    report = init_model(model, args.scheme, example_inputs=example, seed=args.seed, residual=args.residual,
-                        output=args.output, bias=args.bias)
+    report = on_inputs(args, init_model, model, args.scheme, example_inputs=example, seed=args.seed,
+                       residual=args.residual, output=args.output, bias=args.bias)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
     if args.check:
         try:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from initlab.cli._inputs import add_input_options, model_inputs
+from initlab._io import atomic_write, writable
+from initlab.cli._inputs import add_input_options, model_inputs, on_inputs
 
 ORDER = 60
 
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from initlab.cli._inputs import load_factory
     from initlab.datainit.lsuv import lsuv
 
+    if args.save:
+        writable(args.save, "--save")
     model = load_factory(args.target)
     x, _ = model_inputs(args, args.seed, data_batch=256)
     if args.init is not None:
@@ -58,10 +61,10 @@ def run(args: argparse.Namespace) -> int:
         init_model(model, args.init, example_inputs=x[:2], seed=args.seed, residual=args.residual)
     elif args.residual is not None:
         raise ValueError("--residual needs --init SCHEME (it is a rule of init_model)")
-    report = lsuv(model, x, target_std=args.target_std, tol=args.tol, max_iter=args.max_iter,
+    report = on_inputs(args, lsuv, model, x, target_std=args.target_std, tol=args.tol, max_iter=args.max_iter,
                   orthogonal=not args.no_orthogonal, center=args.center, layers=args.layers, seed=args.seed)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
     if args.save:
-        torch.save(model.state_dict(), args.save)
+        atomic_write(args.save, lambda t: torch.save(model.state_dict(), t), "--save")
         print(f"saved state_dict to {args.save}")
     return 0

@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     import initlab
+    from initlab._io import atomic_text, output_dir
     from initlab.data import load
     from initlab.model_init import init_model
     from initlab.report.figures import plot_activations, plot_profile
@@ -108,8 +109,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch must be a positive integer; got {args.batch}")
     ds = load(args.data, standardize=args.standardize, seed=args.seed)
     x, y = ds.x_train[: args.batch], ds.y_train[: args.batch]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(args.out, "--out")
     specs = args.init or ["default"]
     results = {}
     predictions = {}
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"== init {label} ==")
         print(result.table(theory=predictions.get(label)))
         print()
-        (out / f"{name}.txt").write_text(text + "\n")
+        atomic_text(out / f"{name}.txt", text + "\n", "--out")
         result.to_json(out / f"{name}.json")
         written += [out / f"{name}.txt", out / f"{name}.json"]
         if not args.no_html:

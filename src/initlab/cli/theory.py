@@ -46,7 +46,14 @@ def run(args: argparse.Namespace) -> int:
     from initlab.report.table import Column, render
     from initlab.theory import critical_point, mean_field, phase_diagram
 
-    act = resolve_activation(args.activation, args.param)
+    if args.plot:
+        from initlab._io import writable
+
+        writable(args.plot, "--plot")
+    try:
+        act = resolve_activation(args.activation, args.param)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"ACTIVATION {args.activation!r}: {exc}") from None
     if args.depth is not None and args.depth < 1:
         raise ValueError(f"--depth must be a positive integer; got {args.depth}")
     critical = None

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from initlab.validate import check_batch
+
 CallArgs = tuple[tuple[Any, ...], dict[str, Any]]
 
 
@@ -39,7 +41,10 @@ def call_args(inputs: Any, name: str = "inputs") -> CallArgs:
     if isinstance(inputs, Mapping):
         return (), dict(inputs)
     if isinstance(inputs, Iterable) and not isinstance(inputs, (str, bytes)):
-        batch = next(iter(inputs), None)
+        # a DataLoader's iterator draws its base seed (and a shuffling sampler its order) from the global
+        # RNG: fork it, so taking one batch never moves the caller's random state
+        with torch.random.fork_rng(devices=[]):
+            batch = next(iter(inputs), None)
         if batch is None:
             raise ValueError(f"{name} yielded no batch")
         if isinstance(batch, (tuple, list)):
@@ -64,12 +69,8 @@ def tensors_in(obj: Any) -> Iterator[torch.Tensor]:
 
 
 def check_finite(obj: Any, name: str) -> None:
-    """ValueError naming ``name`` when a floating tensor in ``obj`` holds NaN or infinity."""
-    for t in tensors_in(obj):
-        if t.is_floating_point() or t.is_complex():
-            bad = int((~torch.isfinite(t)).sum())
-            if bad:
-                raise ValueError(f"{name} contains {bad} NaN or infinite value(s) out of {t.numel()}")
+    """ValueError naming ``name`` when ``obj`` holds no tensor, an empty one, or NaN / infinity."""
+    check_batch(obj, name)
 
 
 @contextlib.contextmanager

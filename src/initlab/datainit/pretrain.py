@@ -121,8 +121,9 @@ class PretrainReport:
             ax.set_title(f"greedy pretraining: {self.method}")
             ax.legend()
             fig.tight_layout()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path)
+            from initlab._io import atomic_figure
+
+            atomic_figure(fig, path, "path")
         finally:
             plt.close(fig)
         return path
@@ -141,12 +142,13 @@ def _collect(data: Any) -> torch.Tensor:
         raise TypeError(f"data must be a tensor (n, features...) or a DataLoader; got {type(data).__name__}")
     else:
         parts = []
-        for batch in data:
-            if isinstance(batch, (tuple, list)):
-                batch = batch[0]
-            if not isinstance(batch, torch.Tensor):
-                raise TypeError(f"data batches must be tensors or (x, y) tuples; got {type(batch).__name__}")
-            parts.append(batch)
+        with torch.random.fork_rng(devices=[]):  # a DataLoader's iterator draws from the global RNG
+            for batch in data:
+                if isinstance(batch, (tuple, list)):
+                    batch = batch[0]
+                if not isinstance(batch, torch.Tensor):
+                    raise TypeError(f"data batches must be tensors or (x, y) tuples; got {type(batch).__name__}")
+                parts.append(batch)
         if not parts:
             raise ValueError("data yielded no batch")
         x = torch.cat(parts)

@@ -118,8 +118,9 @@ def run(name: str, *, quick: bool = False, seeds: int | Sequence[int] | None = N
         raise ValueError(f"experiment must be one of {', '.join(NAMES)}; got {name!r}")
     exp = REGISTRY[name]
     seed_list = _seed_list(seeds, exp.quick_seeds if quick else exp.seeds)
-    ctx = Context(name=name, quick=bool(quick), seeds=seed_list, out=Path(out), progress=bool(progress))
-    ctx.out.mkdir(parents=True, exist_ok=True)
+    from initlab._io import output_dir
+
+    ctx = Context(name=name, quick=bool(quick), seeds=seed_list, out=output_dir(out, "out"), progress=bool(progress))
     import torch
 
     # One intra-op thread for the run (restored afterwards): these models are too small to gain from

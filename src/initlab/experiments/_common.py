@@ -5,9 +5,9 @@ and the output (terminal table, one-line verdict, ``NAME.json``, ``NAME.csv``, f
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-import os
 import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from initlab._io import atomic_figure, atomic_text, output_dir
 
 # --------------------------------------------------------------------------------------------------
 # Run context
@@ -47,6 +49,10 @@ class Context:
         path = self.out / f"{self.name}{'-' + suffix if suffix else ''}.png"
         self.figures.append(path.name)
         return path
+
+    def save_figure(self, fig: Any, suffix: str = "", **kwargs: Any) -> Path:
+        """Write ``fig`` to :meth:`figure_path` atomically (a failure leaves no half-written file)."""
+        return atomic_figure(fig, self.figure_path(suffix), "out", dpi=kwargs.pop("dpi", 110), **kwargs)
 
 
 def generator(seed: int, salt: int = 0) -> torch.Generator:
@@ -230,13 +236,13 @@ def finish(ctx: Context, *, settings: dict[str, Any], columns: Sequence[str], ro
         "threads": torch.get_num_threads(),
     }
     payload = _jsonable(payload)
-    os.makedirs(ctx.out, exist_ok=True)
-    with open(ctx.out / f"{ctx.name}.json", "w") as f:
-        json.dump(payload, f, indent=1, allow_nan=False)
-    with open(ctx.out / f"{ctx.name}.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        writer.writerows(_jsonable([list(r) for r in rows]))
+    output_dir(ctx.out, "out")
+    atomic_text(ctx.out / f"{ctx.name}.json", json.dumps(payload, indent=1, allow_nan=False), "out")
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(columns)
+    writer.writerows(_jsonable([list(r) for r in rows]))
+    atomic_text(ctx.out / f"{ctx.name}.csv", table.getvalue(), "out")
     print(format_table(columns, rows))
     print(verdict)
     files = [f"{ctx.name}.json", f"{ctx.name}.csv", *ctx.figures]

@@ -110,4 +110,4 @@ def plot(ctx: Context, runs: dict[str, list[dict]]) -> None:
         ax.set(title=f"{setup} ({SETUPS[setup][0]}, {SETUPS[setup][1]})", xlabel="step", ylim=(0, 1))
     axes[0].set_ylabel("test error")
     axes[0].legend(fontsize=8)
-    fig.savefig(ctx.figure_path(), dpi=110)
+    ctx.save_figure(fig)

@@ -116,4 +116,4 @@ def plot(ctx: Context, summary: dict, depths: tuple[int, ...], max_steps: int) -
     ax.set_xticks(depths, [str(d) for d in depths])
     ax.set_xticks([], minor=True)  # log-axis minor labels would overlap the depth labels
     ax.legend(fontsize=8)
-    fig.savefig(ctx.figure_path(), dpi=110)
+    ctx.save_figure(fig)

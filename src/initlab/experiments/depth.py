@@ -112,4 +112,4 @@ def plot(ctx: Context, runs: dict[str, list[dict]]) -> None:
     ax2.set_ylabel("|grad| of first-layer weight")
     ax2.set_title("gradient reaching the first layer")
     ax2.legend(fontsize=8)
-    fig.savefig(ctx.figure_path(), dpi=110)
+    ctx.save_figure(fig)

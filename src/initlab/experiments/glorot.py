@@ -152,4 +152,4 @@ def plot(ctx: Context, summary: dict, runs: dict) -> None:
     ax3.set(xlabel="step", ylabel="top hidden layer activation", title="sigmoid, standard init: top layer")
     ax1.legend(fontsize=7)
     ax3.legend(fontsize=8)
-    fig.savefig(ctx.figure_path(), dpi=110)
+    ctx.save_figure(fig)

@@ -128,4 +128,4 @@ def plot(ctx: Context, summary: dict, epochs: int) -> None:
         axes[row][1].set(title=f"{act}: training loss", xlabel="epoch", ylabel="train loss", yscale="log")
         axes[row][0].legend(fontsize=8)
         axes[row][1].legend(fontsize=8)
-    fig.savefig(ctx.figure_path(), dpi=110)
+    ctx.save_figure(fig)

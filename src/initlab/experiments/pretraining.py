@@ -104,4 +104,4 @@ def plot(ctx: Context, runs: dict[str, list[dict]]) -> None:
     ax.set(xlabel="fine-tuning step", ylabel="test error", yscale="log",
            title="deep sigmoid MLP, few labels: random init vs pretraining")
     ax.legend(fontsize=8)
-    fig.savefig(ctx.figure_path(), dpi=110)
+    ctx.save_figure(fig)

@@ -138,4 +138,4 @@ def plot(ctx: Context, results: dict, samples: dict[str, torch.Tensor]) -> None:
     ax2.set_xlabel("pre-activation s (clipped to +-60)")
     ax2.set_title("where the logistic unit works: |s| < 4")
     ax2.legend(fontsize=8)
-    fig.savefig(ctx.figure_path(), dpi=110)
+    ctx.save_figure(fig)

@@ -83,6 +83,9 @@ class Thresholds:
         input_mean: largest acceptable absolute mean of the inputs.
         input_std: acceptable range of the inputs' std.
         output: largest std of the output layer (logits) when its input is of order one.
+        min_batch: examples needed to judge what is measured over the batch (dead units, identical outputs):
+            a healthy ReLU unit is never positive on n examples with probability 2^-n, 0.4 % at n = 8 but
+            50 % at n = 1, so a smaller batch is not judged (the probe's notes say so).
     """
 
     factor: float = 1.25
@@ -94,6 +97,7 @@ class Thresholds:
     input_mean: float = 1.0
     input_std: tuple[float, float] = (0.25, 4.0)
     output: float = 4.0
+    min_batch: int = 8
 
     def __post_init__(self) -> None:
         for name in ("factor", "total", "output"):
@@ -104,7 +108,7 @@ class Thresholds:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
                 raise ValueError(f"{name} must be a fraction in [0, 1]; got {v!r}")
-        for name, low in (("min_layers", 2), ("symmetric", 2)):
+        for name, low in (("min_layers", 2), ("symmetric", 2), ("min_batch", 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ValueError(f"{name} must be an integer >= {low}; got {v!r}")
@@ -298,13 +302,23 @@ def diagnose(layers: Sequence[LayerStats], inputs: InputStats | None = None,
     out += _profile_rules(chain, t, forward=True)
     out += _profile_rules(chain, t, forward=False)
     out += _saturation(layers, t)
-    out += _dead(layers, t)
+    if batch_too_small(inputs, t) is None:
+        out += _dead(layers, t)
     out += _symmetry(layers, t)
     out += _output_scale(layers, t)
     if inputs is not None:
         out += _inputs(inputs, t)
     order = {"error": 0, "warning": 1}
     return sorted(out, key=lambda v: order.get(v.severity, 2))
+
+
+def batch_too_small(inputs: InputStats | None, t: Thresholds) -> str | None:
+    """The note to give when the batch is too small to judge dead units and identical outputs, else None."""
+    n = inputs.shape[0] if inputs is not None and inputs.shape else None
+    if n is None or n >= t.min_batch:
+        return None
+    return (f"a batch of {n} example(s) is too small to judge dead units and units with identical outputs "
+            f"(min_batch={t.min_batch}): not judged; probe a larger batch")
 
 
 def _dedupe(hits: list[LayerStats]) -> list[LayerStats]:

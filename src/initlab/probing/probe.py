@@ -24,12 +24,12 @@ from torch import nn
 from torch.utils import _pytree as pytree
 
 from initlab import sampling
-from initlab.probing.health import Thresholds, diagnose
+from initlab.probing.health import Thresholds, batch_too_small, diagnose
 from initlab.probing.hooks import Recorder, Target, select_targets
 from initlab.probing.result import ProbeData
 from initlab.probing.stats import LayerStats, input_stats, weight_summaries
 from initlab.semantics import describe
-from initlab.validate import check_flag, check_int, check_seed
+from initlab.validate import check_batch, check_flag, check_int, check_seed
 
 __all__ = ["probe", "ProbeResult", "model_state", "restore_state", "layer_weights"]
 
@@ -282,6 +282,7 @@ def probe(model: nn.Module, inputs: Any, targets: torch.Tensor | None = None, *,
     """
     _check_probe_args(model, loss, targets, bins, seed, train, hist_range)
     args, kwargs = _split_inputs(inputs)
+    check_batch((args, kwargs), "inputs")
     th = Thresholds.make(thresholds)
     tensors = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
     first_input = next((t for t in tensors), None)
@@ -299,11 +300,17 @@ def probe(model: nn.Module, inputs: Any, targets: torch.Tensor | None = None, *,
         recorder.detach()
         restore_state(state)
     stats = recorder.results()
+    small = batch_too_small(inputs_summary, th)
+    if small:
+        for s in stats:  # identical outputs on one or two examples say nothing: weights alone are compared
+            s.symmetric_units = 0
     _fill_weights(model, stats, targets_list, grads, describe(graph))
     del grads
     notes = [f"{name}: not recorded ({why})" for name, why in recorder.failed.items()]
     if graph.method == "modules":
         notes.append("functional activations and residual branches were not visible to the tracer")
+    if small:
+        notes.append(small)
     result = ProbeResult(
         layers=stats, input=inputs_summary, loss=loss_value,
         backward=backward, method=graph.method, batch_size=int(first_input.shape[0]) if first_input is not None

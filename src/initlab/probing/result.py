@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from initlab._io import atomic_text
 from initlab.probing.health import HealthError, Thresholds, Verdict, diagnose
 from initlab.probing.stats import InputStats, LayerStats
 
@@ -118,8 +119,7 @@ class ProbeData:
         """The result as JSON (written to ``path`` when given); NaN/inf are written as JSON NaN/Infinity."""
         text = json.dumps(self.to_dict(), indent=indent)
         if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text)
+            atomic_text(path, text, "path")
         return text
 
     @classmethod

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from initlab._io import atomic_figure
 from initlab.probing.result import ProbeData as ProbeResult  # the data, not the class that renders it
 from initlab.probing.stats import LayerStats
 
@@ -304,6 +305,4 @@ def rebin(counts: np.ndarray, edges: np.ndarray, grid: np.ndarray) -> np.ndarray
 def _save(fig: Any, path: str | Path | None) -> None:
     if path is None:
         return
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, dpi=120, bbox_inches="tight")
+    atomic_figure(fig, path, "path", dpi=120, bbox_inches="tight")

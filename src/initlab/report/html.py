@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from initlab._io import atomic_text
 from initlab.report.figures import as_results, plot_activations, plot_profile
 from initlab.report.table import fmt_number, fmt_percent
 
@@ -125,6 +126,4 @@ def to_html(results: Any, path: str | Path, *, title: str | None = None, figures
         body.append(f'<img alt="std per layer" src="{figure_data_uri(plot_profile(results))}">')
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(page, encoding="utf-8")
-    return p
+    return atomic_text(p, page, "path")

@@ -174,6 +174,10 @@ def jacobian_spectrum(model: nn.Module, inputs: torch.Tensor, *, k: int | None =
         raise ValueError(f"k must be None or a positive integer; got {k!r}")
     if generator is None:
         generator = torch.Generator(device=inputs.device).manual_seed(0)
+    training_bn = [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    if training_bn:  # checked before anything runs: a failed pass would already have moved num_batches_tracked
+        raise ValueError(f"jacobian_spectrum runs one example at a time: put BatchNorm layers in eval mode "
+                         f"(model.eval()) first; in training mode: {', '.join(training_bn[:4])}")
     shape = inputs.shape[1:]
     f = _example_fn(model, shape)
     in_dim = int(inputs[0].numel())

@@ -547,7 +547,6 @@ def phase_diagram(
                     bbox={"boxstyle": "round", "fc": "white", "alpha": 0.7, "lw": 0})
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    return out
+    from initlab._io import atomic_figure
+
+    return atomic_figure(fig, path, "path")
