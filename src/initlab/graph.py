@@ -1098,8 +1098,10 @@ def trace(model: nn.Module, example_inputs: Any = None) -> Graph:
         first = (str(exc).strip().splitlines() or [""])[0]
         reason = f"torch.fx could not trace the model ({type(exc).__name__}: {first[:200]})"
     else:
-        if example_inputs is not None and _opaque_leaves(b):
-            _add_leaf_uses(b, _build_hooks(model, example_inputs))
+        if example_inputs is not None:  # one pass: inputs the model cannot run on are an error here too
+            run = _build_hooks(model, example_inputs)
+            if _opaque_leaves(b):
+                _add_leaf_uses(b, run)
         return _analyse(b, "fx", None)
     if example_inputs is not None:
         b = _build_hooks(model, example_inputs)

@@ -133,6 +133,26 @@ def _check_int(value: Any, name: str, minimum: int) -> int:
     return check_int(value, name, minimum)
 
 
+# a hidden pre-activation this large (in std) leaves sigmoid units with slopes below e^-100: they never learn
+SATURATED = 100.0
+
+
+def _diverged(learned: Learned, v: torch.Tensor) -> str | None:
+    """Why a layer's training diverged, or None: non-finite weights; weights so large that the typical hidden
+    pre-activation ``sqrt(fan_in) * rms(w) * rms(v)`` exceeds ``SATURATED``; or a reconstruction error that
+    rose to more than twice its best and above its start."""
+    w = learned.weight
+    if not (torch.isfinite(w).all() and torch.isfinite(learned.bias).all()):
+        return "non-finite weights"
+    scale = math.sqrt(w.shape[1]) * float(w.double().pow(2).mean().sqrt()) * float(v.double().pow(2).mean().sqrt())
+    if scale > SATURATED:
+        return f"weights grew until a typical hidden pre-activation has std {scale:.3g}: every unit saturated"
+    errs = [e for e in learned.errors if math.isfinite(e)]
+    if len(errs) >= 2 and errs[-1] > 2 * min(errs) and errs[-1] > errs[0]:
+        return f"the reconstruction error rose from {errs[0]:.4g} (best {min(errs):.4g}) to {errs[-1]:.4g}"
+    return None
+
+
 def _collect(data: Any) -> torch.Tensor:
     """All model inputs of ``data`` as one tensor: a tensor as is, a DataLoader's batches (``x`` of
     ``(x, y)``) concatenated. Pretraining holds its (MLP-sized) data in memory and batches it itself."""
@@ -273,10 +293,12 @@ def pretrain(model: nn.Module, data: Any, *, method: str = "rbm", epochs: int = 
     from initlab.initializers import get
 
     with quiet(model):
-        try:
-            graph = trace(model, (x[:2],))  # runs the model when torch.fx cannot trace it
-        except RuntimeError as exc:
-            raise ValueError(f"the model cannot run on data of shape {tuple(x.shape)}: {exc}") from exc
+        graph = trace(model)  # fx first: a layer/data mismatch is then reported below, naming the layer
+        if graph.method == "modules":
+            try:
+                graph = trace(model, (x[:2],))  # runs the model when torch.fx cannot trace it
+            except (RuntimeError, ValueError) as exc:
+                raise ValueError(f"the model cannot run on data of shape {tuple(x.shape)}: {exc}") from exc
         layers = _linear_stack(graph)
         hidden, output = layers[:-1], layers[-1]
         first = hidden[0]
@@ -353,10 +375,10 @@ def _pretrain_layer(model: nn.Module, node: Any, x: torch.Tensor, *, method: str
     finally:
         bar.close()
     seconds = time.perf_counter() - start
-    if not (torch.isfinite(learned.weight).all() and torch.isfinite(learned.bias).all()):
-        raise ValueError(
-            f"pretraining of layer {node.name!r} diverged (non-finite weights) with lr={rate:g}; pass a smaller lr"
-        )
+    why = _diverged(learned, v)
+    if why:  # raised before anything is assigned: pretrain() puts back the layers already done
+        raise ValueError(f"pretraining of layer {node.name!r} diverged with lr={rate:g} ({why}); the model was "
+                         "restored; pass a smaller lr")
     with torch.no_grad():
         layer.weight.copy_(learned.weight)
         if layer.bias is not None:

@@ -103,6 +103,10 @@ def _parse(spec: str) -> tuple[str, list[Any], dict[str, Any]]:
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
         if any(k.arg is None for k in node.keywords):
             raise ValueError(f"initializer spec {spec!r}: **kwargs is not supported; write name(arg=value, ...)")
+        names = [k.arg for k in node.keywords]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:  # Python itself refuses f(a=1, a=2); so does a spec
+            raise ValueError(f"initializer spec {spec!r}: keyword argument {repeated[0]!r} repeated")
         try:
             args = [ast.literal_eval(a) for a in node.args]
             kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg is not None}
