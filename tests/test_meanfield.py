@@ -238,3 +238,59 @@ def test_chi_1_grid_matches_mean_field():
     for i, sb2 in enumerate(b):
         for j, sw2 in enumerate(w):
             assert grid[i, j] == pytest.approx(mean_field("tanh", sw2, sb2).chi_1, rel=1e-10)
+
+
+# ---- the critical point is a real crossing, or none (issue: GELU's chi_1 jumps over 1 at sigma_b2 = 0)
+
+
+def _quadrature_chi_1(fn, dfn, sw2: float, sb2: float) -> float:
+    """chi_1 by an independent computation: adaptive quadrature (scipy) for q* (fixed-point iteration) and
+    E[f'(sqrt(q*) z)^2]; Gauss-Hermite nodes would be too coarse for sigmoid's narrow f'^2 at q* ~ 46."""
+    def gauss(g, q: float) -> float:
+        return integrate.quad(lambda z: np.exp(-z * z / 2) / math.sqrt(2 * math.pi) * g(math.sqrt(q) * z),
+                              -40, 40, points=[0.0], limit=400, epsabs=1e-13, epsrel=1e-12)[0]
+
+    q = 1.0
+    for _ in range(200):
+        q_next = sw2 * gauss(lambda x: fn(x) ** 2, q) + sb2
+        if abs(q_next - q) < 1e-12 * q:
+            break
+        q = q_next
+    return sw2 * gauss(lambda x: dfn(x) ** 2, q)
+
+
+@pytest.mark.parametrize("name, sb2", [("tanh", 0.05), ("tanh", 0.3), ("sigmoid", 0.0)])
+def test_critical_point_is_where_chi_1_equals_one(name, sb2):
+    fns = {"tanh": (np.tanh, lambda x: 1 - np.tanh(x) ** 2),
+           "sigmoid": (lambda x: 1 / (1 + np.exp(-x)), lambda x: np.exp(-x) / (1 + np.exp(-x)) ** 2)}
+    sw2 = critical_point(name, sb2)
+    assert _quadrature_chi_1(*fns[name], sw2, sb2) == pytest.approx(1.0, abs=1e-6)
+    assert _quadrature_chi_1(*fns[name], sw2 * 0.98, sb2) < 1 < _quadrature_chi_1(*fns[name], sw2 * 1.02, sb2)
+
+
+def test_gelu_has_no_critical_point_at_zero_bias_and_says_so(capsys):
+    with pytest.raises(ValueError, match="no critical point"):
+        critical_point("gelu", 0.0)
+    below, above = mean_field("gelu", 2.3517 * 0.999, 0.0).chi_1, mean_field("gelu", 2.3517 * 1.001, 0.0).chi_1
+    assert below < 0.7 and above > 1.1  # the jump the old root finder took for a crossing
+    from initlab.cli import main
+
+    assert main(["theory", "gelu"]) == 0
+    out = capsys.readouterr().out
+    assert "has no critical point" in out and "(critical point)" not in out
+
+
+def test_jacobian_condition_numbers_beyond_float32_are_faithful():
+    import torch
+    from torch import nn
+
+    from initlab.theory import jacobian_spectrum
+
+    net = nn.Sequential(nn.Linear(4, 4, bias=False), nn.Linear(4, 4, bias=False))
+    with torch.no_grad():
+        for lin in net:
+            lin.weight.copy_(torch.diag(torch.tensor([1.0, 1e-4, 1e-8, 1e-7])))
+    spec = jacobian_spectrum(net, torch.zeros(1, 4))
+    # the composite Jacobian is diag(1, 1e-8, 1e-16, 1e-14): condition number 1e16, far beyond float32
+    assert spec.max == pytest.approx(1.0, rel=1e-7) and spec.min == pytest.approx(1e-16, rel=1e-6)
+    assert net[0].weight.dtype == torch.float32  # the model itself is untouched

@@ -58,8 +58,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--depth must be a positive integer; got {args.depth}")
     critical = None
     sw2 = args.sigma_w2
+    note = None
     if sw2 is None:
-        critical = sw2 = critical_point(act, args.sigma_b2)
+        try:
+            critical = sw2 = critical_point(act, args.sigma_b2)
+        except ValueError:  # no chi_1 = 1 crossing (GELU at sigma_b2 = 0): say so, use the variance-preserving one
+            sw2 = 1.0 / act.second_moment()
+            note = (f"{act} has no critical point at sigma_b2 = {args.sigma_b2:g} (chi_1 never equals 1); shown "
+                    f"at the variance-preserving sigma_w2 = 1 / E[f(z)^2] = {sw2:.4g} instead")
     mf = mean_field(act, sw2, args.sigma_b2)
     verdict = None
     if args.depth is not None:
@@ -70,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         data = mf.to_dict()
         data = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in data.items()}
         data["critical_sigma_w2"] = critical
+        data["note"] = note
         if args.depth is not None:
             data["depth"] = args.depth
             data["trainable"] = mf.trainable(args.depth)
@@ -82,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
                      [Column("quantity"), Column("value", align=">"), Column("meaning")], title=title))
         if verdict:
             print(verdict)
+        if note:
+            print(note)
     if args.plot:
         path = phase_diagram(act, args.plot)
         print(f"wrote {path}")

@@ -446,7 +446,11 @@ def _critical_sw2(act: Activation, sigma_b2: np.ndarray, q0: float) -> np.ndarra
     out = np.full(sb2.shape, np.nan)
     if ok.any():
         idx = np.flatnonzero(ok)
-        out[idx] = np.exp(_illinois(lambda x, i: h(x, idx[i]), lo[idx], hi[idx], f_lo[idx], f_hi[idx], rtol=1e-14))
+        roots = _illinois(lambda x, i: h(x, idx[i]), lo[idx], hi[idx], f_lo[idx], f_hi[idx], rtol=1e-14)
+        # a sign change is not a crossing when chi_1 jumps over 1 (GELU at sigma_b2 = 0: q* leaves 0 there):
+        # keep only roots where chi_1 really is 1
+        real = np.abs(h(roots, idx)) < 1e-6
+        out[idx[real]] = np.exp(roots[real])
     return out
 
 
@@ -454,6 +458,8 @@ def critical_point(activation: Any, sigma_b2: float = 0.0, *, q0: float = 1.0) -
     """The weight variance ``sigma_w2`` (times fan_in) at which ``chi_1 = 1``: the edge of chaos.
 
     For ReLU it is 2 for every ``sigma_b2`` (He et al. 2015's init); for tanh with ``sigma_b2 = 0`` it is 1.
+    Raises ``ValueError`` when ``chi_1`` never equals 1, saying so: GELU at ``sigma_b2 = 0`` has none (its
+    ``chi_1`` jumps from about 0.59 to 1.18 where the fixed point ``q*`` leaves 0).
 
     >>> round(critical_point("relu"), 9)
     2.0
@@ -464,8 +470,8 @@ def critical_point(activation: Any, sigma_b2: float = 0.0, *, q0: float = 1.0) -
     value = float(_critical_sw2(act, np.array([sb2]), q0)[0])
     if not math.isfinite(value):
         raise ValueError(
-            f"activation {act}: chi_1 does not cross 1 for sigma_w2 in [1e-6, 1e6] at sigma_b2={sb2:g}; "
-            "it has no critical point there"
+            f"activation {act}: chi_1 does not cross 1 for sigma_w2 in [1e-6, 1e6] at sigma_b2={sb2:g} (it may "
+            "jump over 1 where the fixed point q* changes branch); it has no critical point there"
         )
     return value
 
