@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import initlab
+from initlab.graph import InputsError
 from initlab.probing.health import HealthError, Thresholds, fit_factor
 from initlab.probing.stats import (
     GradAccumulator,
@@ -538,7 +539,7 @@ def test_hooks_removed_and_state_restored_when_the_model_raises(gen):
     net.fc.weight.requires_grad_(False)
     before = {k: v.clone() for k, v in net.state_dict().items()}
     rng = torch.get_rng_state()
-    with pytest.raises(RuntimeError, match="boom"):
+    with pytest.raises(InputsError, match="the model failed on inputs.*boom"):  # a ValueError naming `inputs`
         initlab.probe(net, torch.randn(8, 4, generator=gen), graph=initlab.trace(nn.Sequential(net.fc, net.bn)))
     assert _hooks(net) == 0
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())

@@ -95,7 +95,8 @@ from torch.utils import _pytree as pytree
 
 from initlab.gains import METHOD_NAMES, Activation, gate, is_activation, resolve_activation
 
-__all__ = ["trace", "Graph", "LayerNode", "Branch", "Op", "Use", "USE_KINDS", "LAYER_KINDS", "OP_KINDS", "layer_kind",
+__all__ = ["trace", "Graph", "LayerNode", "Branch", "Op", "Use", "USE_KINDS", "InputsError", "LAYER_KINDS", "OP_KINDS",
+           "layer_kind",
            "canon_name"]
 
 LAYER_KINDS = ("linear", "conv", "conv_transpose", "norm", "embedding", "rnn", "attention", "other")
@@ -248,6 +249,7 @@ class Graph:
     uses: dict[str, list[Use]] = field(default_factory=dict)
     # every name of a parameter reachable under several names (tied weights): canonical -> all names
     aliases: dict[str, list[str]] = field(default_factory=dict)
+    passes: int = 0  # forward passes run while tracing
 
     def layer(self, name: str) -> LayerNode:
         """The layer with qualified module name ``name``."""
@@ -742,7 +744,12 @@ class _Runtime:
         return op
 
 
-def _build_hooks(model: nn.Module, example_inputs: Any) -> _Builder:
+class InputsError(ValueError):
+    """The model failed on the inputs it was given to trace (a wrong shape, token ids for a float model);
+    the message names the argument that carried them."""
+
+
+def _build_hooks(model: nn.Module, example_inputs: Any, argument: str = "example_inputs") -> _Builder:
     b = _Builder(model)
     rt = _Runtime(b)
     leaves = _leaf_modules(model)
@@ -787,8 +794,8 @@ def _build_hooks(model: nn.Module, example_inputs: Any) -> _Builder:
             with torch.random.fork_rng(devices=[]), torch.enable_grad(), _Recorder(rt):
                 out = model(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - report it as a problem with the inputs we were given
-            raise ValueError(f"example_inputs: the forward pass used to trace the model failed "
-                             f"({type(exc).__name__}: {exc})") from exc
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise InputsError(f"the model failed on {argument} ({type(exc).__name__}: {first})") from exc
         b.add("output", "output", None, "output", rt.refs(out))
         b.uses = rt.uses
     finally:
@@ -1079,11 +1086,15 @@ def _assign_params(nodes: list[LayerNode], ops: list[Op], b: _Builder) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def trace(model: nn.Module, example_inputs: Any = None) -> Graph:
+def trace(model: nn.Module, example_inputs: Any = None, *, check: bool = False,
+          argument: str = "example_inputs") -> Graph:
     """Trace ``model`` into a :class:`Graph` (see the module docstring for the contract).
 
-    ``example_inputs``: a tensor, a tuple of positional inputs or a dict of keyword inputs; only used
-    when torch.fx cannot trace the model (one sample is enough). The model is left exactly as it was.
+    ``example_inputs``: a tensor, a tuple of positional inputs or a dict of keyword inputs; run once when
+    torch.fx cannot trace the model, or when it holds modules whose use of their parameters fx cannot see
+    (one sample is enough). ``check=True`` runs them even when fx needs nothing, so inputs the model cannot
+    run on raise :class:`InputsError` (named ``argument``) here rather than later. ``Graph.passes`` counts
+    the forward passes run. The model is left exactly as it was.
 
     >>> from torch import nn
     >>> g = trace(nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 1)))
@@ -1098,14 +1109,20 @@ def trace(model: nn.Module, example_inputs: Any = None) -> Graph:
         first = (str(exc).strip().splitlines() or [""])[0]
         reason = f"torch.fx could not trace the model ({type(exc).__name__}: {first[:200]})"
     else:
-        if example_inputs is not None:  # one pass: inputs the model cannot run on are an error here too
-            run = _build_hooks(model, example_inputs)
+        passes = 0
+        if example_inputs is not None and (check or _opaque_leaves(b)):
+            run = _build_hooks(model, example_inputs, argument)  # inputs the model cannot run on: InputsError
+            passes = 1
             if _opaque_leaves(b):
                 _add_leaf_uses(b, run)
-        return _analyse(b, "fx", None)
+        graph = _analyse(b, "fx", None)
+        graph.passes = passes
+        return graph
     if example_inputs is not None:
-        b = _build_hooks(model, example_inputs)
-        return _analyse(b, "hooks", reason)
+        b = _build_hooks(model, example_inputs, argument)
+        graph = _analyse(b, "hooks", reason)
+        graph.passes = 1
+        return graph
     b = _build_modules(model)
     return _analyse(b, "modules", reason + "; no example_inputs were given, so the leaf modules are taken in "
                     "registration order: functional activations and residual branches are not visible")

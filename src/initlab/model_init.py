@@ -565,7 +565,7 @@ def init_model(
     He(gain=1.5925374197228312)
     """
     opts = _validate(model, scheme, bias, output, residual, rules, allow_symmetric, seed, generator, device)
-    graph = trace(model, example_inputs)
+    graph = trace(model, example_inputs, check=True)
     sem = describe(graph)
     warnings = _trace_warnings(graph, residual)
     plans, untouched, out_weight = _plan(model, sem, opts, warnings)

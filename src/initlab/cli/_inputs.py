@@ -136,14 +136,17 @@ def model_inputs(args: argparse.Namespace, seed: int = 0, data_batch: int = 512)
 def on_inputs(args: argparse.Namespace, tool: Any, *a: Any, **kw: Any) -> Any:
     """``tool(*a, **kw)`` on the user's model; a model that fails on the inputs the options built (a wrong
     ``--input-shape``, token ids given to a float model ...) is one ValueError naming those options."""
+    from initlab.graph import InputsError
+
     try:
         return tool(*a, **kw)
-    except RuntimeError as exc:
+    except (InputsError, RuntimeError) as exc:
         given = (f"--data {args.data}" if args.data is not None else
                  f"--input-shape {args.input_shape}" + (f" --tokens {args.tokens}" if args.tokens else ""))
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise ValueError(f"the model failed on the inputs of {given} ({type(exc).__name__}: {first}); check "
-                         "the shape and type the model expects") from None
+        cause = exc.__cause__ if isinstance(exc, InputsError) and exc.__cause__ is not None else exc
+        first = (str(cause).strip().splitlines() or [""])[0]
+        raise ValueError(f"the model failed on inputs built from {given} ({type(cause).__name__}: {first}); "
+                         "check the shape and type the model expects") from None
 
 
 def describe_inputs(args: argparse.Namespace) -> str:

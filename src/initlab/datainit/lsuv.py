@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from initlab.datainit._common import Snapshot, call_args, check_finite, quiet
+from initlab.graph import InputsError
 from initlab.progress import progress_bar
 from initlab.semantics import MATRIX_KINDS, describe
 from initlab.validate import check_flag, check_int, check_number, check_seed
@@ -336,10 +337,7 @@ def lsuv(model: nn.Module, inputs: Any, *, target_std: float = 1.0, tol: float =
     from initlab.graph import trace
     from initlab.initializers import Orthogonal
 
-    try:
-        graph = trace(model, kwargs if not args else args)
-    except (RuntimeError, TypeError) as exc:  # the hooks fallback runs the model on the inputs
-        raise ValueError(f"lsuv: the model failed on inputs: {type(exc).__name__}: {exc}") from exc
+    graph = trace(model, kwargs if not args else args, argument="inputs")  # InputsError names `inputs`
     candidates, notes = _units(graph, layers)
     generator = torch.Generator()
     if seed is None:
@@ -463,7 +461,9 @@ def lsuv(model: nn.Module, inputs: Any, *, target_std: float = 1.0, tol: float =
             try:
                 model(*args, **kwargs)
             except (RuntimeError, TypeError) as exc:
-                raise ValueError(f"lsuv: the model failed on inputs: {type(exc).__name__}: {exc}") from exc
+                first = (str(exc).strip().splitlines() or [""])[0]
+                raise InputsError(f"the model failed on inputs ({type(exc).__name__}: {first}); the model was "
+                                  "restored to its state before lsuv") from exc
     except BaseException:
         snapshot.restore()
         raise
@@ -482,7 +482,7 @@ def lsuv(model: nn.Module, inputs: Any, *, target_std: float = 1.0, tol: float =
             warnings.warn(f"lsuv: layer {node.name!r} was not called by the forward pass on these inputs; "
                           "left as it was", stacklevel=2)
     notes += _left_alone_notes(records)
-    passes = 1 + (1 if graph.method == "hooks" else 0)
+    passes = 1 + graph.passes
     return LSUVReport(layers=records, target_std=target, tol=tol, max_iter=max_iter, orthogonal=orthogonal,
                       center=center, trace_method=graph.method, fallback_reason=graph.fallback_reason,
                       forward_passes=passes, layer_evaluations=counters["evals"],

@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils import _pytree as pytree
 
 from initlab import sampling
+from initlab.graph import InputsError
 from initlab.probing.health import Thresholds, batch_too_small, diagnose
 from initlab.probing.hooks import Recorder, Target, select_targets
 from initlab.probing.result import ProbeData
@@ -191,9 +192,9 @@ def _graph(model: nn.Module, args: tuple, kwargs: dict) -> Any:
     from initlab.graph import trace
 
     try:
-        return trace(model, _trace_sample(args, kwargs))
+        return trace(model, _trace_sample(args, kwargs), argument="inputs")
     except Exception:  # noqa: BLE001 - a model that needs its full batch to run (fixed shapes): retry with it
-        return trace(model, kwargs if kwargs else (args[0] if len(args) == 1 else args))
+        return trace(model, kwargs if kwargs else (args[0] if len(args) == 1 else args), argument="inputs")
 
 
 def layer_weights(model: nn.Module, target: Target, sem: Any = None
@@ -354,7 +355,11 @@ def _pass(model: nn.Module, args: tuple, kwargs: dict, targets: Any, loss: Any, 
     recorder.attach()
     loss_value, backward, grads = None, "none", {}
     with torch.random.fork_rng(devices=_devices(state, tensors)), torch.enable_grad():
-        output = model(*args, **kwargs)
+        try:
+            output = model(*args, **kwargs)
+        except (RuntimeError, TypeError, IndexError) as exc:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise InputsError(f"the model failed on inputs ({type(exc).__name__}: {first})") from exc
         outs = [t for t in pytree.tree_leaves(output)
                 if isinstance(t, torch.Tensor) and t.is_floating_point() and t.requires_grad]
         if wrt and outs:
