@@ -12,6 +12,7 @@ from scipy import integrate, special
 from torch import nn
 
 import initlab
+from initlab.compat import torch as ctorch
 from initlab.gains import expect, gain, is_activation, resolve_activation, resolve_gain
 
 TORCH_NAMES = ["linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
@@ -72,7 +73,9 @@ def test_torch_rule_leaky_relu_params(slope):
 def test_leaky_relu_bad_param_raises_like_torch(param):
     with pytest.raises(ValueError):
         nn.init.calculate_gain("leaky_relu", param)
-    with pytest.raises(ValueError, match="negative_slope .* not a valid number"):
+    with pytest.raises(ValueError, match="negative_slope .* not a valid number"):  # the compat layer: as torch
+        ctorch.calculate_gain("leaky_relu", param)
+    with pytest.raises(TypeError, match="param .*leaky_relu.* must be a finite number"):  # initlab's vocabulary
         gain("leaky_relu", param)
 
 
@@ -228,9 +231,11 @@ def test_resolve_gain_numbers_and_names():
     assert resolve_gain(1.5) == 1.5
     assert resolve_gain("relu") == math.sqrt(2)
     assert resolve_gain(nn.Tanh()) == 5.0 / 3
-    for bad in (-1.0, math.inf, math.nan, True):
+    for bad in (-1.0, math.inf, math.nan):
         with pytest.raises(ValueError, match="gain must be"):
             resolve_gain(bad)
+    with pytest.raises(TypeError, match="gain must be"):  # a wrong type
+        resolve_gain(True)
 
 
 def test_lasagne_relu_string_is_a_gain():

@@ -64,7 +64,7 @@ CONSTRUCTION = [
     (lambda: Uniform(range=(1.0, 0.0)), r"range must satisfy low <= high; got \(1\.0, 0\.0\)"),
     (lambda: Uniform(range=(1.0, 2.0, 3.0)), r"range must be a number r .* or a pair \(low, high\)"),
     (lambda: TruncatedNormal(bounds=(2.0, -2.0)), r"bounds must satisfy low < high; got \(2\.0, -2\.0\)"),
-    (lambda: TruncatedNormal(bounds=3.0), r"bounds must be a pair \(low, high\); got 3\.0"),
+    (lambda: TruncatedNormal(bounds=(1.0, 2.0, 3.0)), r"bounds must be a pair \(low, high\)"),
     # sparsity outside [0, 1]
     (lambda: Sparse(sparsity=1.5), r"sparsity must be in \[0, 1\]; got 1\.5"),
     (lambda: Sparse(sparsity=-0.1), r"sparsity must be (>= 0|in \[0, 1\]); got -0\.1"),

@@ -206,7 +206,7 @@ def test_bad_arguments(kwargs, exc, match):
 
 
 def test_unknown_activation():
-    with pytest.raises(ValueError, match="nonlinearity"):
+    with pytest.raises(ValueError, match="activation must be one of"):
         mean_field("nope", 1.0)
     with pytest.raises(TypeError):
         mean_field(3, 1.0)

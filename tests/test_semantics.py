@@ -786,6 +786,7 @@ def test_trace_survives_a_module_that_raises_on_the_probe(mode):
     kinds = {op.name: op.kind for op in g.ops if op.module is not None}
     assert kinds["pick"] == "other" and kinds["act"] == "activation"
     # one real forward pass in hooks mode, none in fx mode: the elementwise probes never reach the hooks
+    # (init_model below runs one in both: it checks its example_inputs)
     real = 1 if mode == "hooks" else 0
     assert calls == {"pick": real, "act": real}
     net(x)
@@ -793,5 +794,5 @@ def test_trace_survives_a_module_that_raises_on_the_probe(mode):
     report = init_model(net, example_inputs=x, seed=0)
     assert not report.untouched and len(report.entries) == 8
     assert report["fc3.weight"].initializer == f"He(gain={math.sqrt(2)!r})"
-    assert calls["pick"] == 2 * real + 1
+    assert calls["pick"] == real + 2
 

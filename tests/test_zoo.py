@@ -72,7 +72,7 @@ def test_resnet_block_adds_its_input():
     [
         (lambda: zoo.mlp(-1, 4), "depth"),
         (lambda: zoo.mlp(2, 0), "width"),
-        (lambda: zoo.mlp(2, 4, "nope"), "nonlinearity"),
+        (lambda: zoo.mlp(2, 4, "nope"), "activation must be one of"),
         (lambda: zoo.mlp(2, 4, ["relu"]), "one entry per hidden layer"),
         (lambda: zoo.mlp(2, 4, seed=1.5), "seed"),
         (lambda: zoo.cnn(()), "channels"),

@@ -116,16 +116,32 @@ def _raw(name: str) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarra
 def _load_npz(path: str) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"dataset file not found: {path!r}")
-    with np.load(path, allow_pickle=False) as f:
-        missing = [k for k in ("x", "y") if k not in f.files]
-        if missing:
-            raise ValueError(f"{path!r} must hold arrays 'x' and 'y' (missing {missing}; has {f.files})")
-        x, y = np.asarray(f["x"]), np.asarray(f["y"])
-        test = None
-        if ("x_test" in f.files) != ("y_test" in f.files):
-            raise ValueError(f"{path!r}: 'x_test' and 'y_test' go together (has {f.files})")
-        if "x_test" in f.files:
-            test = (np.asarray(f["x_test"], np.float32), np.asarray(f["y_test"]))
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if not hasattr(f, "files"):  # a plain .npy
+                raise ValueError("a single array, not an .npz archive")
+            missing = [k for k in ("x", "y") if k not in f.files]
+            if missing:
+                raise ValueError(f"{path!r} must hold arrays 'x' and 'y' (missing {missing}; has {f.files})")
+            x, y = np.asarray(f["x"]), np.asarray(f["y"])
+            test = None
+            if ("x_test" in f.files) != ("y_test" in f.files):
+                raise ValueError(f"{path!r}: 'x_test' and 'y_test' go together (has {f.files})")
+            if "x_test" in f.files:
+                test = (np.asarray(f["x_test"], np.float32), np.asarray(f["y_test"]))
+        x = x.astype(np.float32)
+    except ValueError as exc:
+        if str(exc).startswith(repr(path)):
+            raise
+        raise ValueError(f"name {path!r}: not a readable .npz of numeric arrays 'x' and 'y' "
+                         f"({type(exc).__name__})") from None
+    except (OSError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"name {path!r}: not a readable .npz of numeric arrays 'x' and 'y' "
+                         f"({type(exc).__name__})") from None
+    if len(x) < 2:
+        raise ValueError(f"{path!r}: needs at least 2 examples (a training and a test one); got {len(x)}")
     if x.ndim < 2 or y.ndim != 1 or len(x) != len(y):
         raise ValueError(
             f"{path!r}: 'x' must be (n, features...) and 'y' (n,) labels; got x {x.shape}, y {y.shape}"

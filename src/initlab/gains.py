@@ -244,8 +244,12 @@ def _named(name: str, param: Any = None) -> Activation:
         name, param = "gelu_tanh", None
     if name in ("gelu", "gelu_tanh"):
         param = None
-    if name == "leaky_relu" and param is not None and (isinstance(param, bool) or not isinstance(param, (int, float))):
-        raise ValueError(f"negative_slope {param} not a valid number")
+    if param is not None:
+        if isinstance(param, bool) or not isinstance(param, (int, float)):
+            raise TypeError(f"param (the {name} parameter) must be a finite number; got {param!r} "
+                            f"({type(param).__name__})")
+        if not math.isfinite(param):
+            raise ValueError(f"param (the {name} parameter) must be a finite number; got {param!r}")
     p = default if param is None else float(param)
     return Activation(name, p, lambda x, _f=func, _p=p: _f(x, _p))
 
@@ -267,10 +271,11 @@ def is_activation(obj: Any) -> bool:
         return False
 
 
-def resolve_activation(act: Any, param: float | None = None) -> Activation:
+def resolve_activation(act: Any, param: float | None = None, *, argname: str = "nonlinearity") -> Activation:
     """Turn a name, an ``nn.Module`` (instance or class), a function or any callable into an Activation.
 
-    Unknown callables become ``Activation("custom:<name>", fn=callable)``; ``None`` is linear.
+    Unknown callables become ``Activation("custom:<name>", fn=callable)``; ``None`` is linear. ``argname``
+    is the caller's name for the argument (``activation``, ``nonlinearity``), used in error messages.
 
     >>> resolve_activation(nn.LeakyReLU(0.2))
     Activation(name='leaky_relu', param=0.2)
@@ -284,14 +289,14 @@ def resolve_activation(act: Any, param: float | None = None) -> Activation:
         key = ALIASES.get(key, key)
         if key not in _FUNCS:
             raise ValueError(
-                f"nonlinearity must be one of {', '.join(ACTIVATION_NAMES)}, an activation module or a "
+                f"{argname} must be one of {', '.join(ACTIVATION_NAMES)}, an activation module or a "
                 f"callable; got {act!r}"
             )
         return _named(key, param)
     if isinstance(act, type) and issubclass(act, nn.Module):
         if act in ACTIVATION_MODULES:
             return resolve_activation(act())
-        raise ValueError(f"nonlinearity class {act.__name__} is not a known activation; pass an instance")
+        raise ValueError(f"{argname}: class {act.__name__} is not a known activation; pass an instance")
     if isinstance(act, nn.Module) and type(act) in ACTIVATION_MODULES:
         name, attr = ACTIVATION_MODULES[type(act)]
         value = getattr(act, attr) if attr else None
@@ -308,7 +313,7 @@ def resolve_activation(act: Any, param: float | None = None) -> Activation:
     if callable(act):
         label = getattr(act, "__name__", None) or type(act).__name__
         return Activation(f"custom:{label}", None, act)
-    raise TypeError(f"nonlinearity must be a name, an nn.Module, or a callable; got {type(act).__name__}")
+    raise TypeError(f"{argname} must be a name, an nn.Module, or a callable; got {type(act).__name__}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -371,10 +376,14 @@ def gain(nonlinearity: Any = "linear", param: float | None = None, *, rule: str 
 
 def resolve_gain(value: Any, rule: str = "torch") -> float:
     """A gain argument: a number, or a nonlinearity (Lasagne's ``gain='relu'``) turned into its gain."""
-    if isinstance(value, bool):
-        raise ValueError(f"gain must be a non-negative number or a nonlinearity name; got {value!r}")
+    if isinstance(value, bool) or not (isinstance(value, (int, float, str)) or callable(value)):
+        raise TypeError(f"gain must be a non-negative number, a nonlinearity name or an activation; got {value!r} "
+                        f"({type(value).__name__})")
     if isinstance(value, (int, float)):
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"gain must be a non-negative finite number; got {value!r}")
         return float(value)
-    return gain(value, rule=rule)
+    try:
+        return gain(value, rule=rule)
+    except (ValueError, TypeError) as exc:  # an unknown name: say which argument carried it
+        raise type(exc)(f"gain: {exc}") from None

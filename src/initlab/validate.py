@@ -9,7 +9,7 @@ what was given. Checks run before anything is traced, drawn or changed.
 >>> check_seed(-1)
 Traceback (most recent call last):
 ...
-ValueError: seed must be a non-negative int or None; got -1
+ValueError: seed must be a non-negative int or None below 2**64; got -1
 >>> check_int(1.5, "bins", 1, 100_000)
 Traceback (most recent call last):
 ...
@@ -37,8 +37,8 @@ def check_seed(value: Any, name: str = "seed", *, optional: bool = True) -> int 
         return None
     if not _is_int(value):
         raise TypeError(f"{name} must be {accepted}; got {value!r} ({type(value).__name__})")
-    if value < 0:
-        raise ValueError(f"{name} must be {accepted}; got {value!r}")
+    if value < 0 or value >= 2**64:  # torch generators take 64-bit seeds
+        raise ValueError(f"{name} must be {accepted} below 2**64; got {value!r}")
     return int(value)
 
 

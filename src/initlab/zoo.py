@@ -58,7 +58,7 @@ def activation_module(activation: Any) -> nn.Module | None:
         if isinstance(activation, nn.Identity):
             return None
         return copy.deepcopy(activation)
-    act = resolve_activation(activation)
+    act = resolve_activation(activation, argname="activation")
     if act.is_linear:
         return None
     if act.name == "gelu_tanh":
@@ -144,8 +144,10 @@ def mlp(depth: int, width: int, activation: Any = "relu", batchnorm: bool = Fals
 def _head(input_shape: Sequence[int] | None) -> list[nn.Module]:
     if input_shape is None:
         return []
-    shape = tuple(int(s) for s in input_shape)
-    if len(shape) < 2 or min(shape) < 1:
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence):
+        raise TypeError(f"input_shape must be a sequence of ints (channels, height, width...); got {input_shape!r}")
+    shape = tuple(check_int(s, "input_shape", 1) for s in input_shape)
+    if len(shape) < 2:
         raise ValueError(
             f"input_shape must be (channels, height, width...) with positive sizes; got {input_shape!r}"
         )
@@ -169,6 +171,8 @@ def cnn(channels: Sequence[int] = (16, 32), activation: Any = "relu", batchnorm:
     >>> cnn(input_shape=(1, 8, 8))(torch.zeros(2, 64)).shape
     torch.Size([2, 10])
     """
+    if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence):
+        raise TypeError(f"channels must be a sequence of ints, one per stage; got {channels!r}")
     if not channels:
         raise ValueError("channels must name at least one stage")
     for c in channels:

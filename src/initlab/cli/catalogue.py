@@ -70,6 +70,9 @@ def run_show(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in (("layout", args.layout), ("groups", args.groups)) if v is not None}
     if changes:
         ini = ini.replace(**changes)
+    from initlab.validate import check_seed
+
+    check_seed(args.seed, "--seed", optional=False)
     shape = tuple(args.shape)
     if any(d < 1 for d in shape):
         raise ValueError(f"--shape must be positive sizes, e.g. --shape 256 512; got {' '.join(map(str, shape))}")

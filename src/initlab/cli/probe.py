@@ -104,13 +104,23 @@ def run(args: argparse.Namespace) -> int:
     from initlab.model_init import init_model
     from initlab.report.figures import plot_activations, plot_profile
     from initlab.report.html import to_html
+    from initlab.validate import check_int
 
     if args.batch < 1:
         raise ValueError(f"--batch must be a positive integer; got {args.batch}")
     ds = load(args.data, standardize=args.standardize, seed=args.seed)
     x, y = ds.x_train[: args.batch], ds.y_train[: args.batch]
-    out = output_dir(args.out, "--out")
     specs = args.init or ["default"]
+    # every option checked before the output folder is made: a refused run leaves nothing behind
+    build_model(args, ds)
+    check_int(args.bins, "--bins", 1, 100_000)
+    for spec in specs:
+        if spec != "default":
+            try:
+                initlab.get(spec)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"--init {spec!r}: {exc}") from None
+    out = output_dir(args.out, "--out")
     results = {}
     predictions = {}
     written: list[Path] = []

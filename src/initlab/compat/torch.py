@@ -43,7 +43,11 @@ __all__ = [
 
 def calculate_gain(nonlinearity: str, param: Any = None) -> float:
     """torch's recommended gain: linear/conv/sigmoid 1, tanh 5/3, relu sqrt(2), leaky_relu sqrt(2/(1+a^2)),
-    selu 3/4 (plus the extra names of ``initlab.gain``)."""
+    selu 3/4 (plus the extra names of ``initlab.gain``). Errors as torch's own: a leaky_relu slope that is not
+    a number is torch's ValueError (``initlab.gain`` says TypeError, naming ``param``)."""
+    if nonlinearity == "leaky_relu" and param is not None and (
+            isinstance(param, bool) or not isinstance(param, (int, float))):
+        raise ValueError(f"negative_slope {param} not a valid number")
     return _gain(nonlinearity, param, rule="torch")
 
 

@@ -9,6 +9,7 @@ import torch
 
 from initlab import sampling
 from initlab.initializers.base import Initializer, check_number
+from initlab.validate import check_flag
 
 # std of N(0, 1) truncated to [-2, 2]: the variance correction of the variance-scaling family
 TRUNC2_STD = 0.87962566103423978
@@ -182,8 +183,11 @@ class TruncatedNormal(Initializer):
                  absolute: bool = False) -> None:
         self.std = check_number(std, "std")
         self.mean = check_number(mean, "mean", minimum=None)
-        if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
+        if not isinstance(bounds, (tuple, list)):  # a wrong type: TypeError (initlab.validate's vocabulary)
+            raise TypeError(f"bounds must be a pair (low, high); got {bounds!r}")
+        if len(bounds) != 2:
             raise ValueError(f"bounds must be a pair (low, high); got {bounds!r}")
+        check_flag(absolute, "absolute")
         low = check_number(bounds[0], "bounds[0]", minimum=None)
         high = check_number(bounds[1], "bounds[1]", minimum=None)
         if not low < high:

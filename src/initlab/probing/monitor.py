@@ -78,7 +78,7 @@ class Monitor:
         self.bins = bins
         self.hist_range = hist_range
         self.grads = grads
-        self.graph = trace(model, example_inputs)
+        self.graph = trace(model, example_inputs, check=True)
         self.targets = select_targets(self.graph, layers)
         self._semantics: Any = None
         self.steps: list[int] = []

@@ -95,7 +95,7 @@ def derivative(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Te
 
 
 def _activation(activation: Any) -> Activation:
-    return resolve_activation(activation)
+    return resolve_activation(activation, argname="activation")
 
 
 def _second_moment(act: Activation, q: np.ndarray | float) -> Any:

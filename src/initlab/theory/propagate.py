@@ -854,7 +854,7 @@ def _start_walk(model: nn.Module, example_inputs: Any, input_var: float, input_m
     """Trace ``model``, size its adaptive pools and zero-padded convs, and describe its parameters."""
     from initlab.graph import trace
 
-    graph = trace(model, example_inputs)
+    graph = trace(model, example_inputs, check=True)
     ops = graph.ops
     adaptive = (nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)
     padded = [op.module for op in ops if isinstance(op.module, nn.modules.conv._ConvNd)
