@@ -159,7 +159,7 @@ def test_bad_input_raises_before_any_change(digits: initlab.data.Dataset) -> Non
         (dict(data=x.long()), TypeError, "floating point"),
         (dict(data=torch.zeros(0, 64)), ValueError, "n >= 1"),
         (dict(data="x"), TypeError, "data must be"),
-        (dict(method="pca"), ValueError, "method must be one of rbm, dae, ae"),
+        (dict(method="pca"), ValueError, "method must be one of 'rbm', 'dae', 'ae'"),
         (dict(epochs=0), ValueError, "epochs"),
         (dict(batch_size=2.5), TypeError, "batch_size"),
         (dict(k=0), ValueError, "k must"),

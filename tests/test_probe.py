@@ -329,7 +329,7 @@ def test_layer_selection(gen):
     before = {k: v.clone() for k, v in net.state_dict().items()}
     with pytest.raises(ValueError, match="matched no recorded point"):
         initlab.probe(net, x, layers=["nope"])
-    with pytest.raises(ValueError, match="layers must be"):
+    with pytest.raises(TypeError, match="layers must be"):  # not a list at all: a wrong type
         initlab.probe(net, x, layers=3)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items()) and _hooks(net) == 0
 

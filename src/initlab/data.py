@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from initlab.validate import check_seed
+from initlab.validate import check_int, check_seed
 
 NAMES = ("mnist", "digits", "mnist1d", "gaussian")
 TEST_FRACTION = 0.2
@@ -182,8 +182,8 @@ def load(name: str, *, standardize: bool = True, limit: int | None = None, seed:
     """
     if not isinstance(name, (str, os.PathLike)):
         raise TypeError(f"name must be a dataset name or a path to a .npz file; got {type(name).__name__}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 2):
-        raise ValueError(f"limit must be None or an integer >= 2; got {limit!r}")
+    if limit is not None:
+        check_int(limit, "limit", 2)
     check_seed(seed, optional=False)
     name = os.fspath(name)
     key = name.lower()

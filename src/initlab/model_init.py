@@ -84,7 +84,7 @@ from initlab.initializers import GlorotUniform, He, Initializer, Normal, Ones, O
 from initlab.initializers.base import FanBased
 from initlab.semantics import MATRIX_KINDS, ParamInfo, Semantics, describe
 from initlab.shapes import Fans, fans
-from initlab.validate import check_flag, check_seed
+from initlab.validate import check_choice, check_flag, check_seed
 
 __all__ = ["init_model", "InitReport", "InitEntry", "Untouched", "IncompleteInitError", "RESIDUAL_OPTIONS",
            "length_map_slope"]
@@ -595,8 +595,8 @@ def _validate(model: Any, scheme: Any, bias: Any, output: Any, residual: Any, ru
     scheme_ini = None if isinstance(scheme, str) and scheme == "auto" else _spec(scheme, "scheme")
     bias_ini = _spec(bias, "bias")
     output_ini = None if output is None else _spec(output, "output")
-    if residual not in RESIDUAL_OPTIONS:
-        raise ValueError(f"residual must be one of {RESIDUAL_OPTIONS}; got {residual!r}")
+    if residual is not None:
+        check_choice(residual, "residual", RESIDUAL_OPTIONS[1:])
     rule_list = _check_rules(rules)
     check_flag(allow_symmetric, "allow_symmetric")
     if seed is not None and generator is not None:
@@ -606,6 +606,9 @@ def _validate(model: Any, scheme: Any, bias: Any, output: Any, residual: Any, ru
         raise TypeError(f"generator must be a torch.Generator; got {type(generator).__name__}")
     target_device = None
     if device is not None:
+        if not isinstance(device, (str, int, torch.device)) or isinstance(device, bool):
+            raise TypeError(f"device must be a torch device such as 'cpu' or 'cuda:0'; got {device!r} "
+                            f"({type(device).__name__})")
         try:
             target_device = torch.device(device)
         except (RuntimeError, TypeError) as exc:

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_seed", "check_int", "check_flag", "check_number", "check_batch"]
+__all__ = ["check_seed", "check_int", "check_flag", "check_number", "check_choice", "check_batch"]
 
 
 def _is_int(value: Any) -> bool:
@@ -72,6 +72,18 @@ def check_number(value: Any, name: str, *, minimum: float | None = None, strict:
     if not math.isfinite(v) or (minimum is not None and (v <= minimum if strict else v < minimum)):
         raise ValueError(f"{name} must be {accepted}; got {value!r}")
     return v
+
+
+def check_choice(value: Any, name: str, choices: Any) -> Any:
+    """One of ``choices`` (a TypeError when ``value`` is not even of the choices' type)."""
+    options = tuple(choices)
+    if value in options:
+        return value
+    kinds = {type(c) for c in options}
+    accepted = f"one of {', '.join(repr(c) for c in options)}"
+    if not isinstance(value, tuple(kinds)):
+        raise TypeError(f"{name} must be {accepted}; got {value!r} ({type(value).__name__})")
+    raise ValueError(f"{name} must be {accepted}; got {value!r}")
 
 
 def check_batch(obj: Any, name: str = "inputs") -> None:

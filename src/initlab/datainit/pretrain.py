@@ -28,7 +28,7 @@ from torch import nn
 from initlab.datainit._common import Snapshot, check_finite, layer_input, quiet
 from initlab.datainit.rbm import Learned, train_autoencoder, train_rbm
 from initlab.progress import progress_bar
-from initlab.validate import check_int
+from initlab.validate import check_choice, check_flag, check_int, check_number
 
 METHODS = ("rbm", "dae", "ae")
 VISIBLE = ("auto", "bernoulli", "gaussian")
@@ -271,8 +271,7 @@ def pretrain(model: nn.Module, data: Any, *, method: str = "rbm", epochs: int = 
         without a chain of at least two Linear layers; raised before the model is touched. If training
         fails midway (e.g. diverges), every pretrained layer is put back as it was before the call.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    check_choice(method, "method", METHODS)
     if visible not in VISIBLE:
         raise ValueError(f"visible must be one of {', '.join(VISIBLE)}; got {visible!r}")
     if not isinstance(model, nn.Module):
@@ -281,10 +280,10 @@ def pretrain(model: nn.Module, data: Any, *, method: str = "rbm", epochs: int = 
     batch_size = _check_int(batch_size, "batch_size", 1)
     k = _check_int(k, "k", 1)
     if lr is not None:
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-            raise ValueError(f"lr must be None or a positive finite number; got {lr!r}")
-    if isinstance(corruption, bool) or not isinstance(corruption, (int, float)) or not 0 <= corruption < 1:
-        raise ValueError(f"corruption must be a number in [0, 1); got {corruption!r}")
+        check_number(lr, "lr", minimum=0, strict=True)
+    if check_number(corruption, "corruption", minimum=0) >= 1:
+        raise ValueError(f"corruption must be a finite number in [0, 1); got {corruption!r}")
+    check_flag(progress, "progress")
     if seed is not None:
         _check_int(seed, "seed", 0)
     x = _collect(data)

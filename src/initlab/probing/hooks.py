@@ -188,8 +188,9 @@ def _filter(targets: list[Target], layers: Any) -> list[Target]:
                 out.append(_copy(t, own, derived))
         return out
     if isinstance(layers, (str, type)) or not isinstance(layers, Sequence):
-        raise ValueError("layers must be None, 'layers', 'activations', or a list of layer names / glob patterns / "
-                         f"nn.Module classes; got {layers!r}")
+        exc = ValueError if isinstance(layers, str) else TypeError  # an unknown word, or not a list at all
+        raise exc("layers must be None, 'layers', 'activations', or a list of layer names / glob patterns / "
+                  f"nn.Module classes; got {layers!r}")
     patterns = list(layers)
     for p in patterns:
         if not (isinstance(p, str) or (isinstance(p, type) and issubclass(p, nn.Module))):

@@ -28,7 +28,7 @@ from torch import nn
 from initlab.probing.hooks import Recorder, select_targets
 from initlab.probing.stats import LayerStats, weight_summary
 from initlab.semantics import describe
-from initlab.validate import check_int
+from initlab.validate import check_flag, check_int
 
 __all__ = ["Monitor"]
 
@@ -68,6 +68,7 @@ class Monitor:
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
         check_int(every, "every", 1)
         check_int(bins, "bins", 1, 100_000)
+        check_flag(grads, "grads")
         from initlab.graph import trace
         from initlab.probing.stats import TensorAccumulator
 

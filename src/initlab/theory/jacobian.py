@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from initlab.validate import check_int
+
 EXACT_MAX_ENTRIES = 2**24
 DEFAULT_K = 64
 _OVERSAMPLE = 10
@@ -176,8 +178,10 @@ def jacobian_spectrum(model: nn.Module, inputs: torch.Tensor, *, k: int | None =
         raise TypeError("inputs must be a floating-point tensor with the batch on dim 0")
     if inputs.ndim < 2 or inputs.shape[0] < 1 or inputs[0].numel() == 0:
         raise ValueError(f"inputs must have shape (batch >= 1, features...); got {tuple(inputs.shape)}")
-    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-        raise ValueError(f"k must be None or a positive integer; got {k!r}")
+    if k is not None:
+        check_int(k, "k", 1)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
     if generator is None:
         generator = torch.Generator(device=inputs.device).manual_seed(0)
     training_bn = [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
