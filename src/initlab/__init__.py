@@ -34,6 +34,7 @@ _LAZY: dict[str, str] = {
     "LSUVReport": "initlab.datainit.lsuv",
     "pretrain": "initlab.datainit.pretrain",
     "PretrainReport": "initlab.datainit.pretrain",
+    "mup": "initlab.mup", "coord_check": "initlab.mup",
 }
 _SUBMODULES = {"theory", "data", "zoo", "experiments", "compat", "report", "sampling"}
 

@@ -68,6 +68,7 @@ REGISTRY: dict[str, Experiment] = {
                    "deep linear nets: steps to a loss threshold vs depth, orthogonal vs Gaussian (Saxe 2013)", 3, 2),
         Experiment("lsuv", "lsuv", "LSUV vs He vs orthogonal on deep tanh and ReLU nets (Mishkin & Matas 2016)",
                    3, 2),
+        Experiment("mutransfer", "mutransfer", "best Adam LR vs width: moves under SP, stays under muP (TP5)", 1, 1),
     )
 }
 NAMES = tuple(REGISTRY)
