@@ -164,10 +164,11 @@ def test_c01b_needs_four_dims():
         fans((8, 3, 16), "c01b")
 
 
-@pytest.mark.parametrize("name,value", [("groups", 0), ("groups", -2), ("groups", 1.5), ("groups", True),
-                                        ("chunks", 0), ("chunks", "3")])
-def test_groups_and_chunks_must_be_positive_ints(name, value):
-    with pytest.raises(ValueError, match=f"{name} must be a positive int"):
+@pytest.mark.parametrize("name,value,exc", [("groups", 0, ValueError), ("groups", -2, ValueError),
+                                            ("groups", 1.5, TypeError), ("groups", True, TypeError),
+                                            ("chunks", 0, ValueError), ("chunks", "3", TypeError)])
+def test_groups_and_chunks_must_be_positive_ints(name, value, exc):  # a wrong type is a TypeError
+    with pytest.raises(exc, match=f"{name} must be a positive int"):
         fans((12, 4), **{name: value})
 
 

@@ -83,7 +83,10 @@ def _axes(value: int | Sequence[int], ndim: int, name: str) -> tuple[int, ...]:
 
 
 def check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    """A positive int (``initlab.validate``'s vocabulary: a wrong type is a TypeError)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be a positive int; got {value!r} ({type(value).__name__})")
+    if value < 1:
         raise ValueError(f"{name} must be a positive int; got {value!r}")
     return value
 

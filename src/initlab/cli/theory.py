@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         act = resolve_activation(args.activation, args.param)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"ACTIVATION {args.activation!r}: {exc}") from None
+        what = "--param" if "param" in str(exc) else f"ACTIVATION {args.activation!r}"
+        raise ValueError(f"{what}: {exc}") from None
     if args.depth is not None and args.depth < 1:
         raise ValueError(f"--depth must be a positive integer; got {args.depth}")
     critical = None

@@ -151,3 +151,5 @@ def _build(cls: type[Initializer], args: list[Any], kwargs: dict[str, Any], show
     except TypeError as exc:
         accepted = ", ".join(cls._defaults())
         raise ValueError(f"initializer spec {shown}: {exc}; {cls.__name__} accepts: {accepted}") from None
+    except OverflowError as exc:  # a 400-digit literal: no float holds it
+        raise ValueError(f"initializer spec {shown}: a number is too large ({exc})") from None
