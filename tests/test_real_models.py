@@ -134,14 +134,7 @@ def test_probe_records_a_point_in_every_block(name):
     assert rm.blocks and not missing, missing
 
 
-# spatial correlation: the squeeze-excitation gate multiplies whole feature maps by one value per example and
-# channel, so neighbouring positions are correlated, which the conv and pooling rules (positions taken as
-# independent) do not model; the prediction falls short by ~40 % on the MBConv net (docs/theory.md)
-THEORY_XFAIL = {"mbconv": "spatially correlated inputs after squeeze-excitation are not modelled"}
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=THEORY_XFAIL[n], strict=True))
-                                  if n in THEORY_XFAIL else n for n in MODELS])
+@pytest.mark.parametrize("name", MODELS)
 def test_propagate_predicts_the_output_where_it_reports_no_gap(name):
     rm = realmodels.build(name)
     _init(rm)
@@ -151,8 +144,10 @@ def test_propagate_predicts_the_output_where_it_reports_no_gap(name):
     pred = propagate(rm.model, rm.inputs, **moments)
     out = pred.layers[-1]
     measured = _output_std(rm)
-    if pred.gaps:  # attention, rotary embeddings ...: said, and what lies after them is marked unreliable
+    if pred.gaps:  # attention, rotary embeddings, SE gates ...: said, and what lies after them is unreliable
         assert not out.reliable
+        if name == "mbconv":  # the squeeze-excitation gate is named as the gap (the prediction is 40 % short)
+            assert any("squeeze-excitation" in g for g in pred.gaps)
         return
     assert out.reliable
     assert out.forward_std == pytest.approx(measured, rel=0.25), (name, out.name)

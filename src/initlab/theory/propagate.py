@@ -965,6 +965,22 @@ def _rule_layer_gap(walk: _Walk, i: int, op: Any, ins: list[int]) -> bool:
     return False
 
 
+def _global_gate(walk: _Walk, j: int, depth: int = 12) -> bool:
+    """True when op j is computed, through at most ``depth`` single-input ops, from a global pooling (an
+    adaptive pool to size 1): a value per example and channel that scales a whole feature map."""
+    for _ in range(depth):
+        op = walk.ops[j]
+        mod = op.module
+        if op.kind == "pool" and isinstance(mod, (nn.modules.pooling._AdaptiveAvgPoolNd,
+                                                   nn.modules.pooling._AdaptiveMaxPoolNd)):
+            size = mod.output_size if isinstance(mod.output_size, tuple) else (mod.output_size,)
+            return all(s == 1 for s in size)
+        if len(walk.data_in[j]) != 1:
+            return False
+        j = walk.data_in[j][0]
+    return False
+
+
 def _rule_binary(walk: _Walk, i: int, op: Any, ins: list[int]) -> bool:
     """``x + y``, ``x - y``, ``x * y`` of two tensors, taken as independent."""
     name = _op_name(op.target)
@@ -975,6 +991,10 @@ def _rule_binary(walk: _Walk, i: int, op: Any, ins: list[int]) -> bool:
     a, c = _fit_state(a, u), _fit_state(c, u)
     tainted = a.tainted or c.tainted
     if name in _MULS:
+        if any(_global_gate(walk, j) for j in ins):
+            raise _Gap("a product with a per-example gate computed from a globally pooled feature map "
+                       "(squeeze-excitation): it correlates the positions of the map, which the conv and "
+                       "pooling rules take as independent")
         m = a.mean * c.mean
         walk.states[i] = _State(m, np.maximum(a.m2 * c.m2 - m * m, 0.0), None, None, tainted)
         walk.back[i] = [(ins[0], _scale(c.m2)), (ins[1], _scale(a.m2))]
