@@ -458,3 +458,24 @@ def test_cli_theory_errors_and_plot(tmp_path, capsys):
     assert main(["theory", "tanh", "--sigma-w2", "-1"]) == 2
     assert main(["theory", "leaky_relu", "--param", "0.2", "--plot", str(tmp_path / "p.png")]) == 0
     assert (tmp_path / "p.png").exists()
+
+
+def test_a_squeeze_excitation_gate_is_a_gap_but_a_fixed_channel_scale_is_not():
+    class SE(nn.Module):
+        def __init__(self, gate: bool):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 1)
+            self.pool, self.gate = nn.AdaptiveAvgPool2d(1), gate
+            self.scale = nn.Parameter(torch.full((1, 8, 1, 1), 0.5))
+            self.head = nn.Conv2d(8, 4, 3, padding=1)
+
+        def forward(self, x):
+            h = torch.relu(self.conv(x))
+            s = torch.sigmoid(self.fc(self.pool(h))) if self.gate else self.scale
+            return self.head(h * s)
+
+    x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    gated = propagate(SE(gate=True), x)
+    assert any("squeeze-excitation" in g for g in gated.gaps) and not gated.layer("head").reliable
+    fixed = propagate(SE(gate=False), x)
+    assert not any("squeeze-excitation" in g for g in fixed.gaps)
