@@ -3,19 +3,35 @@
 Every initializer draws through these functions, always with an explicit ``torch.Generator`` (or
 ``None`` for torch's global RNG, only when the caller passes none). Draws happen on the generator's
 device and in float32 (float64 when asked), so the same seed gives the same weights whatever the
-target's device or dtype; a faster generator can later be plugged in here without touching the
-initializers.
+target's device or dtype.
+
+The ``generator`` may instead be an :class:`initlab.rng.Philox` stream (what ``rng="philox"`` on an
+initializer creates): then each function draws from the counter-based generator, where a value is a
+function of (key, element index, draw number) only, with no rejection loop; each call takes the stream's
+next draw number. Orthogonal matrices are the QR of such a Gaussian, sparse masks rank its raw 32-bit
+words. The torch-generator paths are untouched (``initlab.compat.torch`` stays bit-identical to
+``torch.nn.init``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 Shape = Sequence[int]
+
+
+def is_philox(generator: Any) -> bool:
+    """Whether ``generator`` is a counter-based :class:`initlab.rng.Philox` stream (not a torch.Generator)."""
+    return getattr(generator, "is_philox", False) is True
+
+
+def _philox_args(generator: Any, device: Any) -> dict[str, Any]:
+    return dict(offset=generator.offset, draw=generator.next_draw(), device=device, backend=generator.backend)
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -32,12 +48,22 @@ def _empty(shape: Shape, dtype: torch.dtype, device: torch.device | str | None, 
 def normal(shape: Shape, mean: float = 0.0, std: float = 1.0, *, dtype: torch.dtype = torch.float32,
            device=None, generator: torch.Generator | None = None) -> torch.Tensor:
     """``N(mean, std^2)`` samples (torch's ``normal_`` stream, so it matches ``nn.init.normal_``)."""
+    if is_philox(generator):
+        from initlab import rng
+
+        return rng.normal(tuple(shape), generator.key, mean=mean, std=std, dtype=dtype,
+                          **_philox_args(generator, device))
     return _empty(shape, dtype, device, generator).normal_(mean, std, generator=generator)
 
 
 def uniform(shape: Shape, low: float = 0.0, high: float = 1.0, *, dtype: torch.dtype = torch.float32,
             device=None, generator: torch.Generator | None = None) -> torch.Tensor:
     """``U(low, high)`` samples (torch's ``uniform_`` stream)."""
+    if is_philox(generator):
+        from initlab import rng
+
+        return rng.uniform(tuple(shape), generator.key, low=low, high=high, dtype=dtype,
+                           **_philox_args(generator, device))
     return _empty(shape, dtype, device, generator).uniform_(low, high, generator=generator)
 
 
@@ -54,7 +80,15 @@ def truncated_normal(shape: Shape, mean: float = 0.0, std: float = 1.0, low: flo
     uniform proposals on the interval are accepted with probability ``pdf / pdf(mode)``. This is the
     scheme (and the draw order) of ``torch.nn.init.trunc_normal_`` in torch >= 2.12, so the two agree
     bit for bit in float32. No erfinv is involved, so it stays unbiased in any precision.
+
+    With a :class:`initlab.rng.Philox` stream it is the inverse CDF instead (no rejection loop, so any slice
+    can be drawn alone; see ``initlab.rng.truncated_normal``).
     """
+    if is_philox(generator):
+        from initlab import rng
+
+        return rng.truncated_normal(tuple(shape), generator.key, mean=mean, std=std, low=low, high=high,
+                                    dtype=dtype, **_philox_args(generator, device))
     out = _empty(shape, dtype, device, generator)
     if out.numel() == 0:
         return out
@@ -88,7 +122,9 @@ def truncated_normal(shape: Shape, mean: float = 0.0, std: float = 1.0, low: flo
 
 
 def randperm(n: int, *, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """A random permutation of ``range(n)``."""
+    """A random permutation of ``range(n)`` (with a Philox stream: the stable argsort of ``n`` raw words)."""
+    if is_philox(generator):
+        return _philox_words((n,), device, generator).argsort(stable=True)
     if generator is not None:
         device = generator.device
     return torch.randperm(n, generator=generator, device=device)
@@ -97,10 +133,22 @@ def randperm(n: int, *, device=None, generator: torch.Generator | None = None) -
 def random_subsets(rows: int, size: int, count: int, *, device=None,
                    generator: torch.Generator | None = None) -> torch.Tensor:
     """``count`` independent random subsets of ``size`` indices out of ``range(rows)``, as a bool mask
-    of shape ``(count, rows)`` (the ranks of one uniform draw per entry: one call, no Python loop)."""
+    of shape ``(count, rows)`` (the ranks of one uniform draw per entry: one call, no Python loop).
+
+    With a Philox stream the keys are raw 32-bit words, ranked by a stable sort, so ties (rare) resolve by
+    position and the mask does not depend on the sort's thread count."""
+    if is_philox(generator):
+        keys = _philox_words((count, rows), device, generator)
+        return keys.argsort(dim=1, stable=True).argsort(dim=1, stable=True) < size
     keys = uniform((count, rows), device=device, generator=generator)
     ranks = keys.argsort(dim=1).argsort(dim=1)
     return ranks < size
+
+
+def _philox_words(shape: Shape, device: Any, generator: Any) -> torch.Tensor:
+    from initlab import rng
+
+    return rng.bits(tuple(shape), generator.key, **_philox_args(generator, device))
 
 
 def generator_from(rng: int | np.random.Generator | torch.Generator | None,

@@ -134,12 +134,25 @@ class Initializer:
         return values.to(dtype)
 
     def sample(self, shape: Any, *, dtype: torch.dtype = torch.float32, device: Any = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-        """A new tensor of ``shape`` and ``dtype`` filled by this initializer."""
+               generator: torch.Generator | None = None, rng: str | None = None, seed: int | None = None,
+               key: str | tuple[int, int] | None = None, offset: int = 0) -> torch.Tensor:
+        """A new tensor of ``shape`` and ``dtype`` filled by this initializer.
+
+        ``rng=None`` or ``"torch"`` draws from torch's stream (``generator=``, or the global one);
+        ``rng="philox"`` from the counter-based generator of :mod:`initlab.rng`, where element ``i`` is a
+        function of (``seed``, ``key``, ``offset + i``) only: ``key`` is the parameter's qualified name
+        (hashed with ``seed``, default 0) or an explicit ``(k0, k1)`` Philox key.
+
+        >>> from initlab import get
+        >>> w = get("he_normal").sample((4, 4), rng="philox", seed=0, key="fc.weight")
+        >>> torch.equal(w, get("he_normal").sample((4, 4), rng="philox", seed=0, key="fc.weight"))
+        True
+        """
         dims = shape_of(shape)
         _check_float_dtype(dtype)
         self._check_shape(dims)
-        return self._values(dims, dtype, device, generator)
+        source = random_source(generator, rng, seed, key, offset)
+        return self._values(dims, dtype, device, source)
 
     def _values(self, dims: tuple[int, ...], dtype: torch.dtype, device: Any,
                 generator: torch.Generator | None) -> torch.Tensor:
@@ -149,16 +162,19 @@ class Initializer:
         values = self._finish(self._draw(dims, sampling.compute_dtype(dtype), device, generator), dtype)
         return values.to(torch.device(device) if device is not None else values.device)
 
-    def init_(self, tensor: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Fill ``tensor`` in place and return it. Meta and empty tensors are returned unchanged."""
+    def init_(self, tensor: torch.Tensor, *, generator: torch.Generator | None = None, rng: str | None = None,
+              seed: int | None = None, key: str | tuple[int, int] | None = None, offset: int = 0) -> torch.Tensor:
+        """Fill ``tensor`` in place and return it. Meta and empty tensors are returned unchanged.
+        ``rng``, ``seed``, ``key``, ``offset``: as in :meth:`sample`."""
         if not isinstance(tensor, torch.Tensor):
             raise TypeError(f"tensor must be a torch.Tensor; got {type(tensor).__name__}")
         _check_float_dtype(tensor.dtype)
         dims = tuple(tensor.shape)
         self._check_shape(dims)
+        source = random_source(generator, rng, seed, key, offset)
         if tensor.is_meta or tensor.numel() == 0:
             return tensor
-        values = self._values(dims, tensor.dtype, tensor.device, generator)
+        values = self._values(dims, tensor.dtype, tensor.device, source)
         with torch.no_grad():
             tensor.copy_(values)
         return tensor
@@ -209,6 +225,30 @@ class FanBased(Initializer):
 
     def _check_shape(self, shape: tuple[int, ...]) -> None:
         self.fans_of(shape)
+
+
+RNG_KINDS = ("torch", "philox")
+
+
+def random_source(generator: torch.Generator | None, rng: str | None, seed: int | None,
+                  key: str | tuple[int, int] | None, offset: int) -> Any:
+    """What the draws of one ``sample``/``init_`` call come from: ``generator`` (torch's stream) for
+    ``rng=None``/``"torch"``, a fresh :class:`initlab.rng.Philox` stream for ``rng="philox"``."""
+    if rng is not None and (not isinstance(rng, str) or rng not in RNG_KINDS):
+        raise ValueError(f"rng must be None, 'torch' or 'philox'; got {rng!r}")
+    if rng != "philox":
+        if seed is not None or key is not None or offset != 0:
+            raise ValueError("seed=, key= and offset= select a counter-based stream: pass rng='philox' with them")
+        return generator
+    if generator is not None:
+        raise ValueError("generator= is torch's sequential stream; with rng='philox' pass seed= and key= instead")
+    from initlab import rng as philox
+
+    if key is None or isinstance(key, str):
+        return philox.Philox.from_seed(0 if seed is None else seed, key or "", offset=offset)
+    if seed is not None:
+        raise ValueError("seed= goes with a parameter-name key (key='layer.weight'); a (k0, k1) key stands alone")
+    return philox.Philox(key, offset=offset)
 
 
 def _check_float_dtype(dtype: torch.dtype) -> None:
