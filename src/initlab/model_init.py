@@ -246,16 +246,25 @@ class _Plan:
             s += f" * {self.factor:.4g}"
         return s + (f" {self.note}" if self.note else "")
 
-    def draw(self, device: Any, generator: torch.Generator) -> torch.Tensor:
+    def draw(self, device: Any, generator: torch.Generator | None, seed: int | None = None) -> torch.Tensor:
+        """The new values: from torch's stream ``generator``, or (``generator=None``) from the counter-based
+        stream keyed by ``(seed, the parameter's name)``: the same values whatever the order of the draws,
+        the other parameters, the thread count or the device (initlab.rng)."""
         shape = tuple(self.param.shape)
         dtype = self.param.dtype
+
+        def source(block: int) -> dict[str, Any]:
+            if generator is not None:
+                return {"generator": generator}
+            return {"rng": "philox", "seed": seed, "key": self.name if self.blocks == 1 else f"{self.name}#{block}"}
+
         if self.blocks > 1:
             rows = shape[0] // self.blocks
-            parts = [self.ini.sample((rows, *shape[1:]), dtype=dtype, device=device, generator=generator)
-                     for _ in range(self.blocks)]
+            parts = [self.ini.sample((rows, *shape[1:]), dtype=dtype, device=device, **source(b))
+                     for b in range(self.blocks)]
             values = torch.cat(parts, 0)
         else:
-            values = self.ini.sample(shape, dtype=dtype, device=device, generator=generator)
+            values = self.ini.sample(shape, dtype=dtype, device=device, **source(0))
         if self.factor != 1.0:
             values = values * self.factor
         if self.post is not None:
@@ -543,6 +552,7 @@ def init_model(
     residual: str | None = None,
     allow_symmetric: bool = False,
     device: Any = None,
+    rng: str | None = None,
 ) -> InitReport:
     """Initialize every parameter of ``model`` in place and report what was done (see the module docstring).
 
@@ -558,20 +568,24 @@ def init_model(
         residual: None, ``"zero_last"``, ``"gpt2"`` or ``"fixup"``.
         allow_symmetric: allow constant hidden weights.
         device: where to materialize parameters that are on the meta device.
+        rng: ``"torch"`` (default): torch's sequential stream (``generator``, or one seeded with ``seed``);
+            ``"philox"``: counter-based values, a pure function of (seed, the parameter's name, the element's
+            index), so they do not depend on the order of the draws, the other parameters, the thread count
+            or the device (initlab.rng, docs/rng.md).
 
     >>> from torch import nn
     >>> net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
     >>> print(init_model(net, seed=0)["2.weight"].initializer)
     He(gain=1.5925374197228312)
     """
-    opts = _validate(model, scheme, bias, output, residual, rules, allow_symmetric, seed, generator, device)
+    opts = _validate(model, scheme, bias, output, residual, rules, allow_symmetric, seed, generator, device, rng)
     graph = trace(model, example_inputs, check=True)
     sem = describe(graph)
     warnings = _trace_warnings(graph, residual)
     plans, untouched, out_weight = _plan(model, sem, opts, warnings)
-    generator, seed = _generator(seed, generator)
+    generator, seed = _generator(seed, generator, opts.rng)
     ordered = [plans[n] for n in dict(model.named_parameters()) if n in plans]
-    new_values = _draw(ordered, opts.device, generator)
+    new_values = _draw(ordered, opts.device, generator, seed)
     _assign(model, ordered, new_values, untouched, opts.device, warnings)
     return _report(model, ordered, untouched, warnings, opts, seed, graph)
 
@@ -585,10 +599,11 @@ class _Options:
     rules: list[tuple[Any, Initializer]]
     allow_symmetric: bool
     device: torch.device | None
+    rng: str  # "philox" (counter-based) or "torch" (the generator's sequential stream)
 
 
 def _validate(model: Any, scheme: Any, bias: Any, output: Any, residual: Any, rules: Any, allow_symmetric: Any,
-              seed: Any, generator: Any, device: Any) -> _Options:
+              seed: Any, generator: Any, device: Any, rng: Any = None) -> _Options:
     """Check every argument before anything is traced or changed."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
@@ -620,7 +635,12 @@ def _validate(model: Any, scheme: Any, bias: Any, output: Any, residual: Any, ru
     if on_meta and target_device is None:
         raise ValueError(f"{len(on_meta)} parameter(s) are on the meta device (e.g. {on_meta[0]!r}): pass device="
                          "'cpu' (or 'cuda') to materialize and initialize them")
-    return _Options(scheme_ini, bias_ini, output_ini, residual, rule_list, allow_symmetric, target_device)
+    if rng is not None:
+        check_choice(rng, "rng", ("philox", "torch"))
+    if rng == "philox" and generator is not None:
+        raise ValueError("rng='philox' is keyed by seed= and the parameter names; generator= is torch's stream")
+    kind = rng or "torch"
+    return _Options(scheme_ini, bias_ini, output_ini, residual, rule_list, allow_symmetric, target_device, kind)
 
 
 def _trace_warnings(graph: Graph, residual: str | None) -> list[str]:
@@ -698,17 +718,24 @@ def _check_symmetry(plans: dict[str, _Plan], out_weight: str | None, allow: bool
                          f"allow_symmetric=True if this is intended")
 
 
-def _generator(seed: int | None, generator: torch.Generator | None) -> tuple[torch.Generator, int | None]:
-    if generator is None:
-        generator = torch.Generator()
-        if seed is None:
-            seed = generator.seed()
-        else:
-            generator.manual_seed(seed)
+def _generator(seed: int | None, generator: torch.Generator | None, rng: str
+                ) -> tuple[torch.Generator | None, int | None]:
+    """torch's stream (``generator``, or one seeded with ``seed``) for ``rng="torch"``; None, with the seed,
+    for the counter-based stream (a fresh seed from the OS when none is given)."""
+    if generator is not None:
+        return generator, seed
+    if rng == "philox":
+        return None, torch.Generator().seed() if seed is None else seed
+    generator = torch.Generator()
+    if seed is None:
+        seed = generator.seed()
+    else:
+        generator.manual_seed(seed)
     return generator, seed
 
 
-def _draw(ordered: list[_Plan], device: torch.device | None, generator: torch.Generator) -> dict[str, torch.Tensor]:
+def _draw(ordered: list[_Plan], device: torch.device | None, generator: torch.Generator | None,
+          seed: int | None) -> dict[str, torch.Tensor]:
     """Every new value, drawn before anything is assigned."""
     new_values: dict[str, torch.Tensor] = {}
     for pl in ordered:
@@ -716,7 +743,7 @@ def _draw(ordered: list[_Plan], device: torch.device | None, generator: torch.Ge
             continue
         dev = device if pl.param.is_meta else pl.param.device
         try:
-            new_values[pl.name] = pl.draw(dev, generator)
+            new_values[pl.name] = pl.draw(dev, generator, seed)
         except (ValueError, TypeError) as exc:
             raise type(exc)(f"parameter {pl.name} {tuple(pl.param.shape)} with {pl.describe()}: {exc}") from None
     return new_values
