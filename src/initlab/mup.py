@@ -757,11 +757,10 @@ def _default_loss(out: Any, targets: torch.Tensor) -> torch.Tensor:
 
 
 def _call(model: nn.Module, inputs: Any) -> Any:
-    if isinstance(inputs, dict):
-        return model(**inputs)
-    if isinstance(inputs, (tuple, list)):
-        return model(*inputs)
-    return model(inputs)
+    from initlab.datainit._common import call_args
+
+    args, kwargs = call_args(inputs)  # the one reading of "a tensor, a tuple or a dict of inputs"
+    return model(*args, **kwargs)
 
 
 class _Recorder:
