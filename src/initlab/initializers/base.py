@@ -174,6 +174,7 @@ class Initializer:
         source = random_source(generator, rng, seed, key, offset)
         if tensor.is_meta or tensor.numel() == 0:
             return tensor
+        _check_writable(tensor)  # before any draw: a failed write must not have moved the generator
         values = self._values(dims, tensor.dtype, tensor.device, source)
         with torch.no_grad():
             tensor.copy_(values)
@@ -234,6 +235,8 @@ def random_source(generator: torch.Generator | None, rng: str | None, seed: int 
                   key: str | tuple[int, int] | None, offset: int) -> Any:
     """What the draws of one ``sample``/``init_`` call come from: ``generator`` (torch's stream) for
     ``rng=None``/``"torch"``, a fresh :class:`initlab.rng.Philox` stream for ``rng="philox"``."""
+    if generator is not None and not isinstance(generator, torch.Generator):  # checked even when nothing draws
+        raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
     if rng is not None and (not isinstance(rng, str) or rng not in RNG_KINDS):
         raise ValueError(f"rng must be None, 'torch' or 'philox'; got {rng!r}")
     if rng != "philox":
@@ -249,6 +252,17 @@ def random_source(generator: torch.Generator | None, rng: str | None, seed: int 
     if seed is not None:
         raise ValueError("seed= goes with a parameter-name key (key='layer.weight'); a (k0, k1) key stands alone")
     return philox.Philox(key, offset=offset)
+
+
+def _check_writable(tensor: torch.Tensor) -> None:
+    """``tensor`` can be filled in place: not an inference tensor (outside inference mode), and no two of its
+    elements share memory (an ``expand``-ed view)."""
+    if tensor.is_inference() and not torch.is_inference_mode_enabled():
+        raise ValueError("tensor is an inference tensor (made under torch.inference_mode()): it cannot be filled "
+                         "in place outside inference mode; clone it first")
+    if tensor.dim() and any(st == 0 and n > 1 for st, n in zip(tensor.stride(), tensor.shape)):
+        raise ValueError(f"tensor shares memory between its elements (an expanded view, strides {tensor.stride()}): "
+                         "fill the tensor it was expanded from, or a .clone()")
 
 
 def _check_float_dtype(dtype: torch.dtype) -> None:
