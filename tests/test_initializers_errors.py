@@ -59,7 +59,6 @@ CONSTRUCTION = [
     (lambda: Orthogonal(gain=-2.0), r"gain must be a non-negative finite number; got -2\.0"),
     (lambda: Normal(std=math.nan), r"std must be finite; got nan"),
     (lambda: VarianceScaling(scale=math.inf), r"scale must be finite; got inf"),
-    (lambda: Normal(std="0.1"), r"std must be a number; got '0\.1'"),
     (lambda: Uniform(range=-1.0), r"range must be >= 0; got -1\.0"),
     (lambda: Uniform(range=(1.0, 0.0)), r"range must satisfy low <= high; got \(1\.0, 0\.0\)"),
     (lambda: Uniform(range=(1.0, 2.0, 3.0)), r"range must be a number r .* or a pair \(low, high\)"),
@@ -97,6 +96,13 @@ CONSTRUCTION = [
     (lambda: Identity(groups=0), r"groups must be a positive int; got 0"),
     (lambda: VarianceScaling(in_axis=0), r"in_axis and out_axis must be given together"),
 ]
+
+
+def test_a_wrong_type_is_a_type_error():  # initlab.validate's vocabulary
+    with pytest.raises(TypeError, match=r"std must be a number; got '0\.1'"):
+        Normal(std="0.1")
+    w = weight()
+    assert_rejected(TypeError, "std must be a number", lambda t: Normal(std="0.1").init_(t), w)
 
 
 @pytest.mark.parametrize("factory,match", CONSTRUCTION, ids=[m[:40] for _, m in CONSTRUCTION])

@@ -20,7 +20,7 @@ _NO_DEFAULT = inspect.Parameter.empty
 def check_number(value: Any, name: str, *, minimum: float | None = 0.0, allow_equal: bool = True) -> float:
     """A finite real number, at least ``minimum`` (strictly above it unless ``allow_equal``)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise ValueError(f"{name} must be a number; got {value!r}")
+        raise TypeError(f"{name} must be a number; got {value!r} ({type(value).__name__})")  # initlab.validate
     value = float(value)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite; got {value!r}")
@@ -32,7 +32,8 @@ def check_number(value: Any, name: str, *, minimum: float | None = 0.0, allow_eq
 
 def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+        exc = ValueError if isinstance(value, str) else TypeError  # not even a word: a wrong type
+        raise exc(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
     return value
 
 
