@@ -367,8 +367,7 @@ CONSTRUCTOR_CASES = [
 # init_, sample, array, __call__: the target tensor must be exactly as it was
 
 FILL_CASES = [
-    case("init-int-tensor", lambda c: Normal().init_(torch.ones(8, 4, dtype=torch.int64)), T, "tensor",
-         marks=NOT_NAMED_DTYPE),
+    case("init-int-tensor", lambda c: Normal().init_(torch.ones(8, 4, dtype=torch.int64)), T, "tensor"),
     case("init-numpy", lambda c: Normal().init_(np.ones((8, 4), np.float32)), T, "tensor"),
     case("init-list", lambda c: HeNormal().init_([[1.0, 2.0]]), T, "tensor"),
     case("init-expanded-view", lambda c: Normal().init_(c.weight[:1].expand(8, 4), generator=c.gen), V, "tensor",
@@ -391,21 +390,16 @@ FILL_CASES = [
          "tensor"),
     case("init-identity-groups-2d", lambda c: Identity(groups=2).init_(c.weight), V, "groups", "tensor"),
     case("sample-negative-size", lambda c: Normal().sample((-1, 3), generator=c.gen), V, "shape"),
-    case("sample-negative-int", lambda c: Normal().sample(-3, generator=c.gen), V, "shape",
-         marks=bug("sample(-3) (an int shape) skips the negative-size check: torch's RuntimeError 'Trying to "
-                   "create tensor with negative dimension'")),
+    case("sample-negative-int", lambda c: Normal().sample(-3, generator=c.gen), V, "shape"),
     case("sample-float-size", lambda c: Normal().sample((2.5, 3), generator=c.gen), T, "shape"),
     case("sample-str-shape", lambda c: Normal().sample("ab", generator=c.gen), T, "shape"),
     case("sample-none-shape", lambda c: Normal().sample(None, generator=c.gen), T, "shape"),
-    case("sample-bool-size", lambda c: Normal().sample((True, 3), generator=c.gen), T, "shape",
-         marks=bug("a bool in a shape is taken as a size (sample((True, 3)) returns a (1, 3) tensor)")),
+    case("sample-bool-size", lambda c: Normal().sample((True, 3), generator=c.gen), T, "shape"),
     case("sample-1d-for-fans", lambda c: GlorotUniform().sample((5,), generator=c.gen), V, "shape"),
     case("sample-0d-for-orthogonal", lambda c: Orthogonal().sample((), generator=c.gen), V, "shape"),
-    case("sample-int-dtype", lambda c: Normal().sample((3,), dtype=torch.int64), T, "dtype", marks=NOT_NAMED_DTYPE),
-    case("sample-str-dtype", lambda c: Normal().sample((3,), dtype="float32"), T, "dtype", marks=NOT_NAMED_DTYPE),
-    case("sample-bad-device", lambda c: Normal().sample((3,), device="nope"), V, "device",
-         marks=bug("sample(device='nope') raises torch's RuntimeError 'Expected one of cpu, cuda, ...' without "
-                   "naming device")),
+    case("sample-int-dtype", lambda c: Normal().sample((3,), dtype=torch.int64), T, "dtype"),
+    case("sample-str-dtype", lambda c: Normal().sample((3,), dtype="float32"), T, "dtype"),
+    case("sample-bad-device", lambda c: Normal().sample((3,), device="nope"), V, "device"),
     case("sample-str-generator", lambda c: Normal().sample((3,), generator="abc"), T, "generator"),
     case("array-bad-rng", lambda c: Normal().array((3,), rng="x"), T, "rng"),
     case("array-int-dtype", lambda c: Normal().array((3,), dtype=np.int32), T, "dtype"),

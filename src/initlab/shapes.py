@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 LAYOUTS = ("torch", "torch_transposed", "keras", "jax", "lasagne_dense", "c01b")
 MODES = ("fan_in", "fan_out", "fan_avg", "fan_geo_avg")
 
@@ -58,13 +60,15 @@ def shape_of(obj: Any) -> tuple[int, ...]:
     """The shape of a tensor, an array, a ``torch.Size`` or a sequence of ints."""
     if hasattr(obj, "shape"):
         return tuple(int(s) for s in obj.shape)
+    if isinstance(obj, bool):
+        raise TypeError(f"shape must be a tensor, an array or a sequence of ints; got {obj!r}")
     if isinstance(obj, int):
-        return (int(obj),)
+        obj = (obj,)
     try:
         dims = tuple(obj)
     except TypeError:
         raise TypeError(f"shape must be a tensor, an array or a sequence of ints; got {type(obj).__name__}") from None
-    if not all(isinstance(d, int) or (hasattr(d, "__index__") and not isinstance(d, bool)) for d in dims):
+    if not all((isinstance(d, int) or hasattr(d, "__index__")) and not isinstance(d, (bool, np.bool_)) for d in dims):
         raise TypeError(f"shape must contain only ints; got {dims!r}")
     dims = tuple(int(d) for d in dims)
     if any(d < 0 for d in dims):

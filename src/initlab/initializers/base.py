@@ -150,9 +150,14 @@ class Initializer:
         True
         """
         dims = shape_of(shape)
-        _check_float_dtype(dtype)
+        _check_float_dtype(dtype, "dtype")
         self._check_shape(dims)
         source = random_source(generator, rng, seed, key, offset)
+        if device is not None:
+            try:
+                torch.device(device)
+            except (RuntimeError, TypeError) as exc:
+                raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0'; got {device!r}") from exc
         return self._values(dims, dtype, device, source)
 
     def _values(self, dims: tuple[int, ...], dtype: torch.dtype, device: Any,
@@ -169,7 +174,7 @@ class Initializer:
         ``rng``, ``seed``, ``key``, ``offset``: as in :meth:`sample`."""
         if not isinstance(tensor, torch.Tensor):
             raise TypeError(f"tensor must be a torch.Tensor; got {type(tensor).__name__}")
-        _check_float_dtype(tensor.dtype)
+        _check_float_dtype(tensor.dtype, "tensor")
         dims = tuple(tensor.shape)
         self._check_shape(dims)
         source = random_source(generator, rng, seed, key, offset)
@@ -266,10 +271,11 @@ def _check_writable(tensor: torch.Tensor) -> None:
                          "fill the tensor it was expanded from, or a .clone()")
 
 
-def _check_float_dtype(dtype: torch.dtype) -> None:
+def _check_float_dtype(dtype: torch.dtype, name: str = "dtype") -> None:
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"initlab initializers fill floating-point tensors (float16, bfloat16, float32, "
-                        f"float64); got {dtype}")
+        what = f"{name} dtype" if name == "tensor" else name
+        raise TypeError(f"{what} must be a floating-point dtype (float16, bfloat16, float32, float64): initlab "
+                        f"initializers fill floating-point tensors; got {dtype}")
 
 
 def _plain(value: Any) -> Any:
