@@ -222,6 +222,17 @@ def layer_weights(model: nn.Module, target: Target, sem: Any = None
     return params[name], bias, out_dim
 
 
+def _check_targets(output: torch.Tensor, targets: torch.Tensor) -> None:
+    """Targets that the default loss can read: one per example; class ids within the output's classes."""
+    if output.ndim and targets.ndim and targets.shape[0] != output.shape[0]:
+        raise ValueError(f"targets has {targets.shape[0]} example(s) but the model's output has {output.shape[0]}")
+    if not targets.is_floating_point() and targets.numel() and output.ndim >= 2:
+        lo, hi = int(targets.min()), int(targets.max())
+        if lo < 0 or hi >= output.shape[1]:
+            raise ValueError(f"targets holds class ids in [{lo}, {hi}] but the model has {output.shape[1]} "
+                             f"outputs (ids 0..{output.shape[1] - 1})")
+
+
 def _default_loss(output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     if not targets.is_floating_point():
         return F.cross_entropy(output, targets)
@@ -291,6 +302,8 @@ def probe(model: nn.Module, inputs: Any, targets: torch.Tensor | None = None, *,
     inputs_summary = None if first_input is None else input_stats(first_input)
     if graph is None:
         graph = _graph(model, args, kwargs)
+    elif not all(hasattr(graph, a) for a in ("ops", "layers", "method")):
+        raise TypeError(f"graph must be None or an initlab.trace(model, ...) Graph; got {type(graph).__name__}")
     targets_list = select_targets(graph, layers, train)
     recorder = Recorder(targets_list, bins=bins, hist_range=hist_range, grads=True)
     state = model_state(model)
@@ -334,6 +347,9 @@ def _check_probe_args(model: Any, loss: Any, targets: Any, bins: Any, seed: Any,
     if hist_range is not None:  # validated by the accumulator; check early so nothing runs on bad input
         from initlab.probing.stats import TensorAccumulator
 
+        if not isinstance(hist_range, (tuple, list)) or len(hist_range) != 2 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in hist_range):
+            raise TypeError(f"hist_range must be None or a pair of numbers (low, high); got {hist_range!r}")
         TensorAccumulator(bins=bins, hist_range=hist_range)
 
 
@@ -366,6 +382,8 @@ def _pass(model: nn.Module, args: tuple, kwargs: dict, targets: Any, loss: Any, 
             if loss is not None or targets is not None:
                 fn = loss or _default_loss
                 first = outs[0] if not isinstance(output, torch.Tensor) else output
+                if targets is not None and loss is None:
+                    _check_targets(first, targets)
                 value = fn(first, targets) if targets is not None else fn(first)
                 if not isinstance(value, torch.Tensor) or value.numel() != 1:
                     raise ValueError("loss must return a scalar tensor")
