@@ -192,21 +192,21 @@ def _output_feeders(graph: Graph) -> list[LayerNode]:
     return feeding
 
 
-def _feeds_residual(graph: Graph, op_index: int | None) -> bool:
-    """True when op ``op_index``'s output reaches a residual sum through reshapes only."""
+def _feeds_residual(graph: Graph, consumers: list[list[int]], op_index: int | None) -> bool:
+    """True when op ``op_index``'s output reaches a residual sum through reshapes only (``consumers[i]``:
+    the ops reading op i, built once per graph)."""
     if op_index is None:
         return False
     adds = {br.add for br in graph.branches}
     frontier, seen = [op_index], set()
     while frontier:
-        i = frontier.pop()
-        for op in graph.ops:
-            if i in op.inputs and op.index not in seen:
-                seen.add(op.index)
-                if op.index in adds:
+        for c in consumers[frontier.pop()]:
+            if c not in seen:
+                seen.add(c)
+                if c in adds:
                     return True
-                if op.kind in ("reshape", "dropout"):
-                    frontier.append(op.index)
+                if graph.ops[c].kind in ("reshape", "dropout"):
+                    frontier.append(c)
     return False
 
 
@@ -229,7 +229,7 @@ def _module_role(layer: LayerNode, local: str, p: torch.Tensor) -> str | None:
     return None
 
 
-def _use_role(graph: Graph, use: Use, p: torch.Tensor) -> str:
+def _use_role(graph: Graph, consumers: list[list[int]], use: Use, p: torch.Tensor) -> str:
     """The role a runtime (or fx) use gives a parameter."""
     if use.how in ("matmul", "conv"):
         return "weight"
@@ -246,7 +246,7 @@ def _use_role(graph: Graph, use: Use, p: torch.Tensor) -> str:
             return "norm_bias"
         return "bias"
     if use.how == "mul":
-        return "layer_scale" if _feeds_residual(graph, use.op) else "scale"
+        return "layer_scale" if _feeds_residual(graph, consumers, use.op) else "scale"
     return "unknown"
 
 
@@ -267,6 +267,10 @@ def describe(graph: Graph) -> Semantics:
     names = {n: graph.aliases.get(n, [n]) for n in params}
     output = {id(n) for n in _output_feeders(graph)}
     collected: dict[str, list[RoleUse]] = {n: [] for n in params}
+    consumers: list[list[int]] = [[] for _ in graph.ops]
+    for op in graph.ops:
+        for j in op.inputs:
+            consumers[j].append(op.index)
     for layer in graph.layers:
         prefix = f"{layer.name}." if layer.name else ""
         for pname in layer.params:
@@ -280,7 +284,8 @@ def describe(graph: Graph) -> Semantics:
                 continue
             mine = [u for u in graph.uses.get(pname, []) if u.module == layer.name or u.module == ""]
             for use in mine or graph.uses.get(pname, []):
-                collected[pname].append(RoleUse(layer, _use_role(graph, use, p), id(layer) in output, use))
+                collected[pname].append(RoleUse(layer, _use_role(graph, consumers, use, p), id(layer) in output,
+                                                use))
             if not graph.uses.get(pname):
                 collected[pname].append(RoleUse(layer, "unknown", id(layer) in output))
     sem = Semantics(graph)

@@ -16,8 +16,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from initlab.validate import check_batch
-
 CallArgs = tuple[tuple[Any, ...], dict[str, Any]]
 
 
@@ -66,11 +64,6 @@ def tensors_in(obj: Any) -> Iterator[torch.Tensor]:
     elif isinstance(obj, Mapping):
         for item in obj.values():
             yield from tensors_in(item)
-
-
-def check_finite(obj: Any, name: str) -> None:
-    """ValueError naming ``name`` when ``obj`` holds no tensor, an empty one, or NaN / infinity."""
-    check_batch(obj, name)
 
 
 @contextlib.contextmanager

@@ -44,11 +44,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from initlab.datainit._common import Snapshot, call_args, check_finite, quiet
+from initlab.datainit._common import Snapshot, call_args, quiet
 from initlab.graph import InputsError
 from initlab.progress import progress_bar
 from initlab.semantics import MATRIX_KINDS, describe
-from initlab.validate import check_flag, check_int, check_number, check_seed
+from initlab.validate import check_batch, check_flag, check_int, check_number, check_seed
 
 RESCALED_KINDS = MATRIX_KINDS  # the layers LSUV measures and rescales: matrix products (initlab.semantics)
 
@@ -332,7 +332,7 @@ def lsuv(model: nn.Module, inputs: Any, *, target_std: float = 1.0, tol: float =
     start = time.perf_counter()
     target, tol = _check_lsuv_args(model, target_std, tol, max_iter, orthogonal, center, progress, seed)
     args, kwargs = call_args(inputs)
-    check_finite((args, kwargs), "inputs")
+    check_batch((args, kwargs), "inputs")
 
     from initlab.graph import trace
     from initlab.initializers import Orthogonal

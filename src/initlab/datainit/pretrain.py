@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from initlab.datainit._common import Snapshot, check_finite, layer_input, quiet
+from initlab.datainit._common import Snapshot, layer_input, quiet
 from initlab.datainit.rbm import Learned, train_autoencoder, train_rbm
 from initlab.progress import progress_bar
-from initlab.validate import check_choice, check_flag, check_int, check_number
+from initlab.validate import check_batch, check_choice, check_flag, check_int, check_number
 
 METHODS = ("rbm", "dae", "ae")
 VISIBLE = ("auto", "bernoulli", "gaussian")
@@ -176,7 +176,7 @@ def _collect(data: Any) -> torch.Tensor:
         raise TypeError(f"data must be floating point; got dtype {x.dtype}")
     if x.ndim < 2 or x.shape[0] == 0:
         raise ValueError(f"data must have shape (n, features...) with n >= 1; got {tuple(x.shape)}")
-    check_finite(x, "data")
+    check_batch(x, "data")
     return x
 
 
