@@ -398,10 +398,15 @@ def test_reproducible_and_global_rng_untouched():
     a = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
     b = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
     state = torch.random.get_rng_state()
-    init_model(a, seed=3)
+    init_model(a, seed=3, rng="torch")
     init_model(b, generator=torch.Generator().manual_seed(3))
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
-    report = init_model(a)  # no seed: a fresh generator whose seed is reported
+    init_model(a, seed=3)  # the default with a seed: the counter-based stream
+    init_model(b, seed=3, rng="philox")
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    init_model(b, seed=3, rng="torch")
+    assert not torch.equal(a[0].weight, b[0].weight)  # the two streams differ
+    report = init_model(a)  # no seed: a fresh seed whose value is reported
     init_model(b, seed=report.seed)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert torch.equal(state, torch.random.get_rng_state())
@@ -509,6 +514,38 @@ def test_cli_init(factory_module, capsys):
     assert "not initialized: 1.g" in capsys.readouterr().out
 
 
+def test_cli_init_rng(factory_module, capsys):
+    """--rng philox is the default; torch's stream gives other values; the choice is checked."""
+    def stds(*extra):
+        assert main(["init", f"{factory_module}:make_net", "--seed", "0", "--json", *extra]) == 0
+        return [e["std"] for e in json.loads(capsys.readouterr().out)["entries"] if e["name"].endswith("weight")]
+
+    default = stds()
+    assert default == stds("--rng", "philox")
+    assert default != stds("--rng", "torch")
+    with pytest.raises(SystemExit) as exc:  # argparse's choices: exit 2 with one line naming the option
+        main(["init", f"{factory_module}:make_net", "--rng", "numpy"])
+    assert exc.value.code == 2 and "--rng" in capsys.readouterr().err
+
+
+def test_report_std_is_the_sample_std():
+    """The report reads each parameter's std with a sum and a dot product where that is exact, and falls
+    back to the two-pass std where the mean dominates (the one-pass formula would cancel)."""
+    from initlab.model_init import _std
+
+    g = torch.Generator().manual_seed(0)
+    cases = [torch.randn(100_000, generator=g) * 0.02,                 # the fast path
+             torch.randn(300, 200, generator=g).t(),                    # not contiguous
+             torch.randn(1000, generator=g).half(),                     # not float32
+             torch.ones(4096), torch.zeros(3),                          # constants: exactly 0
+             1.0 + 1e-4 * torch.randn(1_000_000, generator=g)]          # mean 1e4 x the spread: cancellation
+    for x in cases:
+        exact = float(x.double().std())
+        # float32 accumulation of 1e6 terms: relative error well under 1e-4
+        assert _std(x) == pytest.approx(exact, rel=1e-4, abs=1e-12), x.shape
+    assert _std(torch.ones(1)) is None
+
+
 @pytest.mark.parametrize("argv, message", [
     (["init", "no_colon_here"], "expected MODULE:FACTORY"),
     (["init", "initlab_cli_factories:missing"], "has no attribute 'missing'"),
@@ -572,11 +609,13 @@ def test_counter_based_values_depend_only_on_seed_name_and_index():
     init_model(b, seed=5, rng="philox")
     for name in ("fc1.weight", "fc2.weight"):
         assert torch.equal(dict(a.named_parameters())[name], dict(b.named_parameters())[name])
-    init_model(c, seed=5)  # torch's stream: the values depend on what was drawn before
-    init_model(b, seed=5)
+    init_model(c, seed=5, rng="torch")  # torch's stream: the values depend on what was drawn before
+    init_model(b, seed=5, rng="torch")
     assert not torch.equal(dict(c.named_parameters())["fc1.weight"], dict(b.named_parameters())["fc1.weight"])
     init_model(c, seed=6, rng="philox")
     assert not torch.equal(c.fc1.weight, a.fc1.weight)  # another seed, other values
+    init_model(c, seed=5)  # philox is the default when a seed is given
+    assert torch.equal(c.fc1.weight, a.fc1.weight)
     assert torch.equal(state, torch.random.get_rng_state())
     with pytest.raises(ValueError, match="rng must be one of"):
         init_model(a, seed=5, rng="numpy")

@@ -228,6 +228,32 @@ class Philox:
         return f"Philox(key=({self.key[0]:#010x}, {self.key[1]:#010x}), offset={self.offset})"
 
 
+_QR_LOCK = threading.Lock()
+
+
+def haar_q(a: torch.Tensor) -> torch.Tensor:
+    """The Q factor of ``a`` (tall, ``rows >= cols``) with the signs of R's diagonal moved into it (Mezzadri
+    2007), computed the same way wherever it is called: in float64, on the CPU, with LAPACK on one thread
+    (a blocked QR over several threads may round differently). So an orthogonal matrix made from a
+    counter-based Gaussian does not depend on the caller's thread count or device; it is bit-identical for
+    one torch build on one CPU type (LAPACK's kernels may differ between CPU generations). Returned as
+    float64 on the CPU; the caller casts and moves it.
+
+    >>> q = haar_q(torch.randn(5, 3, generator=torch.Generator().manual_seed(0)))
+    >>> bool(torch.allclose(q.T @ q, torch.eye(3, dtype=torch.float64)))
+    True
+    """
+    a64 = a.detach().to(device="cpu", dtype=torch.float64)
+    with _QR_LOCK:  # torch's thread count is process-wide: no other haar_q may change it meanwhile
+        threads = torch.get_num_threads()
+        try:
+            torch.set_num_threads(1)
+            q, r = torch.linalg.qr(a64)
+        finally:
+            torch.set_num_threads(threads)
+    return q * torch.diagonal(r).sign()
+
+
 def check_offset(offset: Any) -> int:
     """The flat index of the first element: an int in ``[0, 2**62]``."""
     return check_int(offset, "offset", 0, 2**62)

@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", default=None, help="spec for the last layer's weight, e.g. zeros")
     p.add_argument("--bias", default="zeros", help="spec for biases (default zeros)")
     p.add_argument("--seed", type=int, default=None, help="generator seed (default: a fresh one, printed)")
+    p.add_argument("--rng", default="philox", choices=["philox", "torch"],
+                   help="philox (default): counter-based values, a function of (seed, parameter name, index) only; "
+                        "torch: torch's sequential stream")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     p.add_argument("--check", action="store_true",
                    help="exit with status 1 when a parameter was left untouched (a CI check)")
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_factory(args.target)
     example, _ = model_inputs(args, 0)  # a forward pass shows the dataflow when fx cannot trace the model
     report = on_inputs(args, init_model, model, args.scheme, example_inputs=example, seed=args.seed,
-                       residual=args.residual, output=args.output, bias=args.bias)
+                       residual=args.residual, output=args.output, bias=args.bias, rng=args.rng)
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.table())
     if args.check:
         try:

@@ -23,8 +23,13 @@ def orthogonal_matrix(rows: int, cols: int, *, dtype: torch.dtype, device: Any,
     a = sampling.normal((rows, cols), dtype=dtype, device=device, generator=generator)
     if rows < cols:
         a = a.t()
-    q, r = torch.linalg.qr(a)
-    q = q * torch.diagonal(r).sign()
+    if sampling.is_philox(generator):  # the same matrix whatever the thread count or device (initlab.rng)
+        from initlab.rng import haar_q
+
+        q = haar_q(a).to(device=a.device, dtype=a.dtype)
+    else:
+        q, r = torch.linalg.qr(a)
+        q = q * torch.diagonal(r).sign()
     return q.t() if rows < cols else q
 
 
