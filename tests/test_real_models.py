@@ -42,13 +42,7 @@ def _output_std(rm: realmodels.RealModel) -> float:
         return float(rm.run().float().std())
 
 
-POOLED_HEAD = pytest.mark.xfail(strict=True, reason=(
-    "KNOWN GAP: the classifier after a global average pool of ReLU features gets the ReLU gain, but the pool keeps "
-    "only the mean part of E[relu(z)^2] (about 0.45 of it here), so the logits come out at std ~0.55 (0.43-0.65 "
-    "over seeds 0-5); init_model does not yet model the averaging of a pool"))
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=POOLED_HEAD) if n == "resnet_bn" else n for n in MODELS])
+@pytest.mark.parametrize("name", MODELS)
 def test_init_model_initializes_everything_and_the_output_is_of_order_one(name):
     rm = realmodels.build(name)
     before = _output_std(rm)

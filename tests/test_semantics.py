@@ -796,3 +796,57 @@ def test_trace_survives_a_module_that_raises_on_the_probe(mode):
     assert report["fc3.weight"].initializer == f"He(gain={math.sqrt(2)!r})"
     assert calls["pick"] == real + 2
 
+
+
+# -- a classifier after an average pool of activations ----------------------------------------------------
+
+
+def _head(pool: nn.Module, act: nn.Module | None = None, pool_first: bool = False) -> nn.Sequential:
+    act = act or nn.ReLU()
+    body = [pool, act] if pool_first else [act, pool]
+    return nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), *body, nn.Flatten(), nn.Linear(32 * (1 if isinstance(
+        pool, nn.AdaptiveAvgPool2d) else 16), 10))
+
+
+@pytest.mark.parametrize("pool, n, name", [
+    (nn.AdaptiveAvgPool2d(1), math.inf, "avgpool(relu)"),
+    (nn.AvgPool2d(2), 4.0, "avgpool4(relu)"),
+])
+def test_an_average_pool_after_the_activation_sets_the_heads_gain(pool, n, name):
+    """The pool keeps the mean of relu(z) and shrinks its spread by 1 (correlated positions) to 1/n
+    (independent): the head's gain uses the geometric mean of the two second moments."""
+    net = _head(pool)
+    head = trace(net).layer("4")
+    assert str(head.act_in) == name
+    mu2, m2 = 1 / (2 * math.pi), 0.5  # E[relu(z)]^2 and E[relu(z)^2]
+    floor = mu2 + (0 if math.isinf(n) else (m2 - mu2) / n)
+    assert variance_gain(head.act_in) == pytest.approx((floor * m2) ** -0.25, rel=1e-3)
+
+
+@pytest.mark.parametrize("net", [
+    _head(nn.AdaptiveMaxPool2d(1)),                      # a max pool: not an average
+    _head(nn.AdaptiveAvgPool2d(1), pool_first=True),     # pool, then activation: acts on pre-activations
+    _head(nn.AdaptiveAvgPool2d(1), act=nn.Tanh()),       # zero mean: a global pool's floor would be 0
+], ids=["max", "pool-first", "zero-mean"])
+def test_other_pools_keep_the_activations_gain(net):
+    head = trace(net).layer("4")
+    assert not str(head.act_in).startswith("avgpool")
+
+
+def test_a_pooled_relu_head_lands_near_unit_output():
+    """ResNet's head (ReLU features, global average pool, linear): with the plain ReLU gain the logits come
+    out at ~0.55 (the pool drops the spread of relu(z) but keeps its mean); with the pooled gain they are
+    within the documented x0.75..x1.33 band. 8x8 features, 6 seeds; the band is for the expectation,
+    so the test allows the sampling spread of 10 logits (chi with ~10 dof: +-25 %)."""
+    x = torch.randn(64, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    outs, plain = [], []
+    for seed in range(6):
+        net = _head(nn.AdaptiveAvgPool2d(1))
+        init_model(net, seed=seed)
+        with torch.no_grad():
+            feats = net[:4](x)
+            outs.append(float(net[4](feats).pow(2).mean().sqrt()))
+            w = torch.randn(10, 32, generator=torch.Generator().manual_seed(seed)) * math.sqrt(2 / 32)
+            plain.append(float((feats @ w.T).pow(2).mean().sqrt()))
+    assert 0.75 * 0.75 <= float(np.mean(outs)) <= 1.33 * 1.25, (outs, plain)
+    assert float(np.mean(plain)) < 0.5, plain  # the control: the plain ReLU gain errs low (0.41 here)

@@ -93,7 +93,7 @@ import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
-from initlab.gains import METHOD_NAMES, Activation, gate, is_activation, resolve_activation
+from initlab.gains import METHOD_NAMES, Activation, gate, is_activation, pooled, resolve_activation
 
 __all__ = ["trace", "Graph", "LayerNode", "Branch", "Op", "Use", "USE_KINDS", "InputsError", "LAYER_KINDS", "OP_KINDS",
            "layer_kind",
@@ -132,6 +132,21 @@ _ELEMENTWISE = {"add", "sub", "mul", "truediv", "div", "neg", "pow", "exp", "log
 _RENAMES = {"radd": "add", "iadd": "add", "rmul": "mul", "imul": "mul", "rsub": "sub", "isub": "sub",
             "rtruediv": "truediv", "itruediv": "truediv", "div": "truediv", "rpow": "pow", "ipow": "pow",
             "clamp_min": "clamp", "clamp_max": "clamp"}
+
+
+def _average_pool_size(op: Op) -> float | None:
+    """How many positions an average-pool module averages: ``AvgPoolNd(k)`` prod(k), ``AdaptiveAvgPoolNd(1)``
+    a global pool (``math.inf``: its input size is not known here); None for others (max, LP, adaptive to a
+    size other than 1, functional pools)."""
+    m = op.module
+    if isinstance(m, nn.modules.pooling._AdaptiveAvgPoolNd):
+        size = m.output_size if isinstance(m.output_size, (tuple, list)) else (m.output_size,)
+        return math.inf if all(s == 1 for s in size) else None
+    if isinstance(m, nn.modules.pooling._AvgPoolNd):
+        dims = {nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3}.get(type(m), 0)
+        k = m.kernel_size if isinstance(m.kernel_size, (tuple, list)) else (m.kernel_size,) * dims
+        return float(math.prod(k)) if k else None
+    return None
 
 
 def layer_kind(module: nn.Module) -> str:
@@ -885,23 +900,46 @@ class _Flow:
         if self.boundary[i]:
             return LINEAR
         if i not in self._cache:
-            ops, data_in = self.ops, self.data_in
-            r, members, stack = self.root[i], set(), [i]
-            while stack:
-                k = stack.pop()
-                if k in members or k == r or ops[k].constant:
-                    continue
-                members.add(k)
-                stack.extend(data_in[k])
-            acts = [ops[k] for k in sorted(members) if ops[k].elementwise]
+            ops, data_in, r = self.ops, self.data_in, self.root[i]
+            members = self._members(i)
+            acts = [ops[k] for k in members if ops[k].elementwise]
             if not acts:
                 result = LINEAR
             elif len(acts) == 1 and acts[0].activation is not None and len(data_in[acts[0].index]) == 1:
                 result = acts[0].activation
             else:
-                result = _compose(ops, sorted(members), r, i, data_in)
+                result = _compose(ops, members, r, i, data_in)
             self._cache[i] = result
         return self._cache[i]
+
+    def _members(self, i: int) -> list[int]:
+        """The ops between root[i] (excluded) and op i (included), in execution order."""
+        r, members, stack = self.root[i], set(), [i]
+        while stack:
+            k = stack.pop()
+            if k in members or k == r or self.ops[k].constant:
+                continue
+            members.add(k)
+            stack.extend(self.data_in[k])
+        return sorted(members)
+
+    def _pool_size(self, i: int) -> float | None:
+        """The number of positions averaged between the last elementwise op and op i (a classifier head's
+        global average pool: ``math.inf``), or None when no average pool follows the activation (or its
+        size is unknown)."""
+        n, pooled_yet = 1.0, False
+        for k in self._members(i):
+            op = self.ops[k]
+            if op.elementwise:
+                if pooled_yet:
+                    return None  # act(pool(...)): the pool acts on pre-activations; not modelled
+                continue
+            size = _average_pool_size(op) if op.kind == "pool" else 1.0
+            if size is None:
+                return None
+            n *= size
+            pooled_yet = pooled_yet or size > 1
+        return n if pooled_yet else None
 
     def factor(self, j: int) -> Activation:
         """The activation from a unit-variance source (layer, norm, data) to op j's output."""
@@ -918,7 +956,8 @@ class _Flow:
             return None if ops[src].kind == "input" else LINEAR
         if ops[self.root[src]].kind == "input" and self.composed(src).is_linear:
             return None
-        return self.composed(src)
+        act, n = self.composed(src), self._pool_size(src)
+        return act if n is None else pooled(act, n)
 
     def act_out(self, i: int, depth: int = 0) -> Activation:
         chain = self.rooted.get(i, [])
