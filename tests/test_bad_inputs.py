@@ -251,21 +251,6 @@ def case(id: str, call: Callable[[Ctx], Any], exc: type[BaseException], names: s
 
 V, T = ValueError, TypeError
 
-# the same root causes, reported once each (see the module docstring of each test for reproductions)
-TYPE_AS_VALUE = bug("a wrong TYPE raises ValueError, not TypeError (initializers.base.check_number, "
-                    "shapes.check_positive_int, check_choice and several hand-written checks predate initlab.validate)")
-UNCHECKED_FLAG = bug("a bool option of the wrong type is accepted silently (no check_flag)")
-INPUTS_BLAMED_AS_EXAMPLE_INPUTS = bug("inputs the model cannot run on are reported as 'example_inputs: the forward "
-                                      "pass used to trace the model failed', an argument the caller never passed")
-BAD_GENERATOR = bug("a generator that is not a torch.Generator gives AttributeError ('str' object has no attribute "
-                    "'device') instead of a TypeError naming generator")
-NOT_NAMED_DTYPE = bug("a non-floating dtype is refused without naming the argument (dtype / tensor)")
-GAIN_NOT_NAMED = bug("a bad gain given as a name/object is reported as 'nonlinearity ...', not naming gain")
-ACTIVATION_NOT_NAMED = bug("an activation of the wrong type is reported as 'nonlinearity must be a name, an nn.Module, "
-                           "or a callable; got int', not naming activation")
-NPZ_NOT_NAMED = bug("an unreadable .npz (not an archive, object arrays, strings) raises numpy's message, naming "
-                    "neither the argument nor the file")
-
 # --------------------------------------------------------------------------------------------------
 # initlab.get and the constructors of every registry class
 
@@ -327,11 +312,8 @@ CONSTRUCTOR_CASES = [
     case("vs-str-groups", lambda c: VarianceScaling(groups="2"), T, "groups"),
     case("vs-negative-chunks", lambda c: VarianceScaling(chunks=-3), V, "chunks"),
     case("vs-in-axis-alone", lambda c: VarianceScaling(in_axis=0), V, "in_axis"),
-    case("vs-str-axes", lambda c: VarianceScaling(in_axis="a", out_axis="b"), T, "in_axis",
-         marks=bug("in_axis/out_axis are not checked at construction; sampling then raises TypeError "
-                   "\"'<=' not supported between instances of 'int' and 'str'\", naming neither")),
-    case("vs-str-torch-compatible", lambda c: VarianceScaling(torch_compatible="no"), T, "torch_compatible",
-         marks=UNCHECKED_FLAG),
+    case("vs-str-axes", lambda c: VarianceScaling(in_axis="a", out_axis="b"), T, "in_axis"),
+    case("vs-str-torch-compatible", lambda c: VarianceScaling(torch_compatible="no"), T, "torch_compatible"),
     case("glorot-bad-distribution", lambda c: Glorot(distribution="laplace"), V, "distribution"),
     case("glorot-negative-gain", lambda c: Glorot(gain=-1.0), V, "gain"),
     case("glorot-list-gain", lambda c: Glorot(gain=[1.0]), T, "gain"),
@@ -340,8 +322,7 @@ CONSTRUCTOR_CASES = [
     case("glorot-uniform-unknown-option", lambda c: GlorotUniform(foo=1), T, "foo"),
     case("glorot-sigmoid-zero-groups", lambda c: GlorotUniformSigmoid(groups=0), V, "groups"),
     case("he-unknown-gain-name", lambda c: He(gain="rectifier"), V, "gain"),
-    case("he-huge-gain", lambda c: He(gain=1e300), V, "gain",
-         marks=bug("He(gain=1e300) blames 'scale must be finite; got inf', an argument the caller never gave")),
+    case("he-huge-gain", lambda c: He(gain=1e300), V, "gain"),
     case("he-bad-mode", lambda c: He(mode="fan_in_out"), V, "mode"),
     case("he-normal-bad-mode", lambda c: HeNormal(mode="in"), V, "mode"),
     case("he-normal-zero-groups", lambda c: HeNormal(groups=0), V, "groups"),
@@ -657,9 +638,7 @@ THEORY_CASES = [
     case("jacobian-int-inputs", lambda c: _jacobian(c, c.ints[:4]), T, "inputs", "mlp", prepare=_eval),
     case("jacobian-1d-inputs", lambda c: _jacobian(c, c.x[0]), V, "inputs", "mlp", prepare=_eval),
     case("jacobian-empty-inputs", lambda c: _jacobian(c, c.x[:0]), V, "inputs", "mlp", prepare=_eval),
-    case("jacobian-wrong-features", lambda c: _jacobian(c, c.x7[:4]), V, "inputs", "mlp", prepare=_eval,
-         marks=bug("jacobian_spectrum on inputs of the wrong shape raises torch's RuntimeError 'mat1 and mat2 "
-                   "shapes cannot be multiplied'")),
+    case("jacobian-wrong-features", lambda c: _jacobian(c, c.x7[:4]), V, "inputs", "mlp", prepare=_eval),
     case("jacobian-zero-k", lambda c: _jacobian(c, c.x[:4], k=0), V, "k", "mlp", prepare=_eval),
     case("jacobian-float-k", lambda c: _jacobian(c, c.x[:4], k=1.5), T, "k", "mlp", prepare=_eval),
     case("jacobian-str-generator", lambda c: _jacobian(c, c.x[:4], k=2, generator="x"), T, "generator", "mlp",

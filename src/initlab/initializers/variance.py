@@ -15,6 +15,7 @@ a nonlinearity name (``"relu"`` -> sqrt(2), as Lasagne's ``gain='relu'``).
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import torch
@@ -82,6 +83,17 @@ class VarianceScaling(FanBased):
     def expected_std(self, shape: Any) -> float:
         return self.std_for(shape)
 
+    def _reach(self, shape):
+        std = self.std_for(shape)
+        arguments = self._given("gain" if "gain" in self._args else "scale") or f"scale={self.scale!r}"
+        if self.distribution == "normal":
+            return sampling.Reach(sampling.NORMAL_SIGMAS * std, arguments,
+                                  rule=f"std {std:.4g} for shape {shape}; {sampling.NORMAL_RULE}")
+        if self.distribution == "uniform":
+            bound = math.sqrt(3.0) * std
+            return sampling.Reach(bound, arguments, work=2.0 * bound)
+        return sampling.Reach(2.0 * std / TRUNC2_STD, arguments)
+
     def _draw(self, shape, dtype, device, generator):
         std = self.std_for(shape)
         if self.distribution == "normal":
@@ -117,7 +129,11 @@ class _Preset(VarianceScaling):
 
 
 def _scale_from_gain(gain: Any) -> float:
+    """``gain^2``, refused (naming ``gain``, the user's argument) when it is not a finite float."""
     g = resolve_gain(gain)
+    if not math.isfinite(g * g):
+        raise ValueError(f"gain must be at most {math.sqrt(sys.float_info.max):.6g} (gain^2 must be a finite float); "
+                         f"got {gain!r}")
     return g * g
 
 
