@@ -146,7 +146,7 @@ class Initializer:
         defaults = self._defaults()
         recorded = [k for k in keys if k in self._args]
         changed = [k for k in recorded if not _same(defaults.get(k, _NO_DEFAULT), self._args[k])]
-        return ", ".join(f"{k}={_plain(self._args[k])!r}" for k in changed or recorded)
+        return ", ".join(f"{k}={self._args[k]!r}" for k in changed or recorded)
 
     def _finish(self, values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Cast the sampled values to the target dtype (subclasses keep bounds exact here)."""

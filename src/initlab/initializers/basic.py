@@ -114,7 +114,8 @@ class Normal(Initializer):
         return self.std
 
     def _reach(self, shape):
-        return sampling.Reach(abs(self.mean) + sampling.NORMAL_SIGMAS * self.std, self._given("std", "mean"),
+        named = [k for k, part in (("std", self.std), ("mean", self.mean)) if part]  # those that contribute
+        return sampling.Reach(abs(self.mean) + sampling.NORMAL_SIGMAS * self.std, self._given(*named),
                               rule=sampling.NORMAL_RULE)
 
     def _draw(self, shape, dtype, device, generator):
