@@ -140,13 +140,15 @@ class Initializer:
         every initializer of the registry says (a test checks it); None skips the dtype-range check."""
         return None
 
-    def _given(self, *keys: str) -> str:
+    def _given(self, keys: tuple[str, ...]) -> str:
         """``"std=1000000.0, mean=5.0"``: the arguments among ``keys`` the user set to something else than the
-        default (all of those recorded, if none was), as the user wrote them: what an error message names."""
+        default (all of those recorded, if none was), as the user wrote them: what an error message names.
+        Keys the initializer did not record (a preset's derived ``scale``) show the attribute's value."""
         defaults = self._defaults()
         recorded = [k for k in keys if k in self._args]
         changed = [k for k in recorded if not _same(defaults.get(k, _NO_DEFAULT), self._args[k])]
-        return ", ".join(f"{k}={self._args[k]!r}" for k in changed or recorded)
+        shown = [f"{k}={self._args[k]!r}" for k in changed or recorded]
+        return ", ".join(shown or [f"{k}={getattr(self, k, '?')!r}" for k in keys])
 
     def _finish(self, values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Cast the sampled values to the target dtype (subclasses keep bounds exact here)."""
@@ -184,7 +186,7 @@ class Initializer:
         if math.prod(dims) == 0:
             return torch.empty(dims, dtype=dtype, device=device)
         # the values must be finite in the target dtype: checked on the arguments, before anything is drawn
-        sampling.check_reach(self._reach(dims), dtype, sampling.draw_precision(dtype, generator))
+        sampling.check_reach(self._reach(dims), dtype, sampling.draw_precision(dtype, generator), self._given)
         values = self._finish(self._draw(dims, sampling.compute_dtype(dtype), device, generator), dtype)
         return values.to(torch.device(device) if device is not None else values.device)
 

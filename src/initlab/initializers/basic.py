@@ -59,7 +59,7 @@ class Constant(Initializer):
         return 0.0
 
     def _reach(self, shape):
-        return sampling.Reach(abs(self.value), self._given("value"))
+        return sampling.Reach(abs(self.value), ("value",))
 
     def _draw(self, shape, dtype, device, generator):
         return torch.full(shape, self.value, dtype=dtype, device=device)
@@ -115,7 +115,7 @@ class Normal(Initializer):
 
     def _reach(self, shape):
         named = [k for k, part in (("std", self.std), ("mean", self.mean)) if part]  # those that contribute
-        return sampling.Reach(abs(self.mean) + sampling.NORMAL_SIGMAS * self.std, self._given(*named),
+        return sampling.Reach(abs(self.mean) + sampling.NORMAL_SIGMAS * self.std, tuple(named),
                               rule=sampling.NORMAL_RULE)
 
     def _draw(self, shape, dtype, device, generator):
@@ -169,7 +169,7 @@ class Uniform(Initializer):
     def _reach(self, shape):
         low, high = self.bounds
         keys = ("std", "mean") if self._args["std"] is not None else ("range",)
-        return sampling.Reach(max(abs(low), abs(high)), self._given(*keys), work=high - low)
+        return sampling.Reach(max(abs(low), abs(high)), keys, work=high - low)
 
     def _draw(self, shape, dtype, device, generator):
         return sampling.uniform(shape, *self.bounds, dtype=dtype, device=device, generator=generator)
@@ -228,7 +228,7 @@ class TruncatedNormal(Initializer):
         # the rejection sampler also computes x - mean (x in the limits), draws N(mean, std) and U(low, high)
         low, high = self.limits
         work = max(self.std, high - low, abs(low - self.mean), abs(high - self.mean))
-        return sampling.Reach(max(abs(low), abs(high)), self._given("std", "mean", "bounds"), work=work)
+        return sampling.Reach(max(abs(low), abs(high)), ("std", "mean", "bounds"), work=work)
 
     def _point(self, precision: torch.dtype) -> float | None:
         """The one value to fill with when the distribution is a point in ``precision``: std 0, or limits too

@@ -69,7 +69,7 @@ class Orthogonal(Initializer):
         return self.gain / math.sqrt(max(rows, cols))
 
     def _reach(self, shape):
-        return sampling.Reach(self.gain * UNIT_ENTRY, self._given("gain"), rule=UNIT_RULE)
+        return sampling.Reach(self.gain * UNIT_ENTRY, ("gain",), rule=UNIT_RULE)
 
     def _draw(self, shape, dtype, device, generator):
         rows, cols = self._matrix_shape(shape)
@@ -119,7 +119,7 @@ class DeltaOrthogonal(Initializer):
         return math.sqrt(mean_sq)
 
     def _reach(self, shape):
-        return sampling.Reach(self.gain * UNIT_ENTRY, self._given("gain"), rule=UNIT_RULE)
+        return sampling.Reach(self.gain * UNIT_ENTRY, ("gain",), rule=UNIT_RULE)
 
     def _draw(self, shape, dtype, device, generator):
         out, inp, k = self._split(shape)
@@ -167,7 +167,7 @@ class Identity(Initializer):
         return math.sqrt(max(self.gain**2 * ones / math.prod(shape) - mean * mean, 0.0))
 
     def _reach(self, shape):
-        return sampling.Reach(abs(self.gain), self._given("gain"))
+        return sampling.Reach(abs(self.gain), ("gain",))
 
     def _draw(self, shape, dtype, device, generator):
         w = torch.zeros(shape, dtype=dtype, device=device)
@@ -235,7 +235,7 @@ class Sparse(Initializer):
         return fans(shape, "torch" if self.layout == "torch" else "lasagne_dense")
 
     def _reach(self, shape):
-        return sampling.Reach(sampling.NORMAL_SIGMAS * self.std, self._given("std"), rule=sampling.NORMAL_RULE)
+        return sampling.Reach(sampling.NORMAL_SIGMAS * self.std, ("std",), rule=sampling.NORMAL_RULE)
 
     def _draw(self, shape, dtype, device, generator):
         out, inp = self._out_in(shape)
