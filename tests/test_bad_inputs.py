@@ -177,6 +177,13 @@ class Branchy(nn.Module):
         return self.fc2(x)
 
 
+class DictOut(nn.Module):
+    """A model whose output is a dict: jacobian_spectrum needs a tensor (its error is about the model)."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"y": x * 2}
+
+
 def _loader(x: torch.Tensor) -> DataLoader:
     return DataLoader(TensorDataset(x, torch.zeros(len(x), dtype=torch.long)), batch_size=16, shuffle=True)
 
@@ -674,6 +681,8 @@ THEORY_CASES = [
     case("jacobian-1d-inputs", lambda c: _jacobian(c, c.x[0]), V, "inputs", "mlp", prepare=_eval),
     case("jacobian-empty-inputs", lambda c: _jacobian(c, c.x[:0]), V, "inputs", "mlp", prepare=_eval),
     case("jacobian-wrong-features", lambda c: _jacobian(c, c.x7[:4]), V, "inputs", "mlp", prepare=_eval),
+    case("jacobian-dict-output", lambda c: theory.jacobian_spectrum(DictOut(), c.x[:4]), T, "model"),
+    case("jacobian-3d-inputs-to-mlp", lambda c: _jacobian(c, c.x3d[:2, :, :7]), V, "inputs", "mlp", prepare=_eval),
     case("jacobian-zero-k", lambda c: _jacobian(c, c.x[:4], k=0), V, "k", "mlp", prepare=_eval),
     case("jacobian-float-k", lambda c: _jacobian(c, c.x[:4], k=1.5), T, "k", "mlp", prepare=_eval),
     case("jacobian-str-generator", lambda c: _jacobian(c, c.x[:4], k=2, generator="x"), T, "generator", "mlp",
