@@ -12,6 +12,7 @@ from torch import nn
 
 import initlab
 from initlab import (
+    Constant,
     DeltaOrthogonal,
     Glorot,
     GlorotNormal,
@@ -294,3 +295,107 @@ def test_replace_validates():
     with pytest.raises(ValueError, match=r"layout must be one of"):
         HeNormal().replace(layout="tf")
     assert x == Normal(0.1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Values beyond the target dtype's finite range: refused from the arguments, before anything is drawn
+
+F16_MAX = 65504.0
+
+
+def test_the_refusal_names_the_argument_the_dtype_and_its_range():
+    g = torch.Generator().manual_seed(0)
+    state = g.get_state()
+    w = weight((8, 4), torch.float16)
+    assert_rejected(ValueError, r"^std=1000000\.0 gives values up to 9e\+06 in magnitude \(a normal reaches \|mean\| "
+                    r"\+ 9 std\), beyond float16's finite range \(\+-65504\): give a smaller value, or fill a wider "
+                    r"dtype$", lambda t: Normal(std=1e6).init_(t, generator=g), w)
+    assert torch.equal(g.get_state(), state)  # the generator did not move
+    assert_rejected(ValueError, r"^gain=100000\.0 gives values up to .*beyond float16's finite range",
+                    HeNormal(gain=1e5).init_, w)  # the user's argument, not the derived scale or std
+    assert_rejected(ValueError, r"^scale=1e\+20 gives values .*beyond float16's",
+                    VarianceScaling(scale=1e20).init_, w)
+    assert_rejected(ValueError, r"^range=\(0\.0, 70000\.0\) gives values up to 70000 .*float16",
+                    Uniform(range=(0.0, 7e4)).init_, w)
+    assert_rejected(ValueError, r"^mean=-70000\.0 gives values", Normal(mean=-7e4, std=0.0).init_, w)
+
+
+@pytest.mark.parametrize("make, fits, beyond", [
+    # (initializer from a magnitude, largest that fits float16, a little more): the boundary of each bound
+    (lambda m: Normal(std=m), F16_MAX / 9, F16_MAX / 9 * 1.001),  # |mean| + 9 std
+    (lambda m: Normal(mean=m, std=1.0), F16_MAX - 9, F16_MAX - 8),
+    (lambda m: Constant(m), F16_MAX, F16_MAX * 1.001),
+    (lambda m: Identity(gain=m), F16_MAX, F16_MAX * 1.001),
+    (lambda m: Uniform(range=m), F16_MAX, F16_MAX * 1.001),  # max(|low|, |high|)
+    (lambda m: Uniform(std=m), F16_MAX / 3**0.5, F16_MAX / 3**0.5 * 1.001),  # sqrt(3) std
+    (lambda m: TruncatedNormal(std=m), F16_MAX / 2, F16_MAX / 2 * 1.001),  # cut at 2 std
+    (lambda m: Orthogonal(gain=m), F16_MAX / (1 + 1e-6), F16_MAX * 1.001),  # |entries| <= 1 (+1e-6 rounding)
+    (lambda m: Sparse(std=m), F16_MAX / 9, F16_MAX / 9 * 1.001),
+    (lambda m: HeNormal(gain=m), F16_MAX / 9 * 2, F16_MAX / 9 * 2 * 1.001),  # std = gain / sqrt(fan_in = 4)
+    (lambda m: HeUniform(gain=m), F16_MAX / 3**0.5 * 2, F16_MAX / 3**0.5 * 2 * 1.001),
+    (lambda m: VarianceScaling(scale=m), (F16_MAX * 0.87962566 / 2 * 2) ** 2 * 0.999, (F16_MAX / 2 * 2) ** 2),
+], ids=["normal-std", "normal-mean", "constant", "identity", "uniform-range", "uniform-std", "truncated",
+        "orthogonal", "sparse", "he-normal", "he-uniform", "variance-scaling"])
+def test_the_bound_is_where_the_documentation_puts_it(make, fits, beyond):
+    g = torch.Generator().manual_seed(0)
+    out = make(fits).sample((4, 4), dtype=torch.float16, generator=g)
+    assert torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="float16's finite range"):
+        make(beyond).sample((4, 4), dtype=torch.float16, generator=g)
+
+
+def test_the_width_of_a_uniform_must_fit_the_sampling_precision():
+    # values within +-2e38 fit float32, but torch computes low + (high - low) u and refuses a width of 4e38
+    with pytest.raises(ValueError, match=r"range=2e\+38 needs intermediate values up to 4e\+38 .*float32"):
+        Uniform(range=2e38).sample((4,))
+    assert torch.isfinite(Uniform(range=1.5e38).sample((1000,), generator=torch.Generator().manual_seed(0))).all()
+    assert torch.isfinite(Uniform(range=2e38).sample((4,), dtype=torch.float64)).all()  # float64 draws: room
+
+
+def test_the_philox_stream_draws_float32_values_even_for_float64():
+    assert torch.isfinite(Normal(std=1e300).sample((4,), dtype=torch.float64)).all()  # torch's stream: float64
+    with pytest.raises(ValueError, match=r"std=1e\+300 .*beyond float32's finite range .*the precision the values "
+                                         r"are drawn in: give a smaller value$"):
+        Normal(std=1e300).sample((4,), dtype=torch.float64, rng="philox", seed=0)
+    out = Normal(std=1e30).sample((64,), dtype=torch.float64, rng="philox", seed=0)
+    assert torch.isfinite(out).all() and out.abs().max() > 1e29
+
+
+def test_every_initializer_states_a_reach_that_bounds_its_values():
+    """Every initializer of the registry takes part in the check (a new one without ``_reach`` fails here), and
+    its reach is an upper bound on what it draws: 20 draws of 4096 values each, seeds 0-19, float64."""
+    for name in initlab.available():
+        ini = initlab.get(name)
+        shape = (16, 16, 3, 3) if name == "delta_orthogonal" else (64, 64)
+        reach = ini._reach(shape)
+        assert reach is not None and (reach.values > 0 or name in ("zeros", "constant")), name
+        for seed in range(20):
+            out = ini.sample(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+            assert float(out.abs().max()) <= reach.values, (name, seed, float(out.abs().max()), reach)
+
+
+def test_huge_ints_are_refused_as_values():
+    for make, name in [(lambda: Normal(std=10**400), "std"), (lambda: Constant(-(10**400)), "value"),
+                       (lambda: He(gain=10**400), "gain"), (lambda: Identity(gain=10**5000), "gain")]:
+        with pytest.raises(ValueError, match=rf"^{name} must be a? ?(non-negative )?finite"):
+            make()
+
+
+def test_a_truncation_interval_narrower_than_the_precision_is_a_point():
+    # mean=1e20, std=1: mean +- 2 std is a single float; both streams fill with it instead of failing
+    for source in ({"generator": torch.Generator().manual_seed(0)}, {"rng": "philox", "seed": 0}):
+        out = TruncatedNormal(std=1.0, mean=1e20).sample((4,), **source)
+        assert torch.equal(out, torch.full((4,), 1e20))
+    spread = TruncatedNormal(std=1.0, mean=1e3).sample((256,), generator=torch.Generator().manual_seed(0))
+    assert spread.unique().numel() > 100  # a representable interval is still sampled
+
+
+def test_fan_axes_and_flags_are_checked_at_construction():
+    with pytest.raises(TypeError, match=r"in_axis must be None, an int or a non-empty sequence of distinct ints"):
+        VarianceScaling(in_axis="a", out_axis="b")
+    with pytest.raises(ValueError, match=r"in_axis must be .*; got \(0, 0\)"):
+        VarianceScaling(in_axis=(0, 0), out_axis=1)
+    with pytest.raises(TypeError, match=r"torch_compatible must be True or False; got 'no'"):
+        HeNormal(torch_compatible="no")
+    ok = VarianceScaling(2.0, in_axis=[np.int64(-2)], out_axis=(-1,))  # numpy ints and lists are fine
+    assert ok.fans_of((3, 4)) == initlab.fans((3, 4), "keras")

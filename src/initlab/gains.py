@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -417,7 +418,7 @@ def resolve_gain(value: Any, rule: str = "torch") -> float:
         raise TypeError(f"gain must be a non-negative number, a nonlinearity name or an activation; got {value!r} "
                         f"({type(value).__name__})")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value) or value < 0:
+        if not 0 <= value <= sys.float_info.max:  # also NaN, inf, and an int beyond float64 (10**400)
             raise ValueError(f"gain must be a non-negative finite number; got {value!r}")
         return float(value)
     try:

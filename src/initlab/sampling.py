@@ -16,13 +16,83 @@ words. The torch-generator paths are untouched (``initlab.compat.torch`` stays b
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 Shape = Sequence[int]
+
+# The most standard deviations a normal draw can lie from its mean, whatever the generator. torch's normals (CPU;
+# cuRAND on CUDA) and the Philox ones are Box-Muller, r = sqrt(-2 ln u): with 53-bit uniforms (CPU float64, and CPU
+# tensors under 16 elements) u >= 2**-53, so |z| <= sqrt(106 ln 2) = 8.57; with float32's 24-bit ones (CPU float32
+# fills, the Philox stream) |z| <= 5.77. 9 covers both with a margin for rounding: a normal whose |mean| + 9 std fits
+# the dtype can never overflow it, and the outcome of the check never depends on the seed. See docs/reliability.md.
+NORMAL_SIGMAS = 9.0
+
+
+class Reach(NamedTuple):
+    """How far one draw of an initializer can go, worked out from its arguments before anything is drawn.
+
+    ``values``: a bound on every ``|value|`` written (a normal's ``|mean| + NORMAL_SIGMAS * std``, a uniform's
+    ``max(|low|, |high|)``, ``|gain|``...); ``arguments``: the names of the user's arguments that set it (the
+    message shows them with their values); ``work``: a bound on what the draw computes along the way, in the
+    sampling precision (a uniform's width ``high - low``: torch and Philox compute ``low + (high - low) u``);
+    ``rule``: how ``values`` follows from the arguments, when it is not plain."""
+
+    values: float
+    arguments: tuple[str, ...]
+    work: float = 0.0
+    rule: str = ""
+
+
+NORMAL_RULE = f"a normal reaches |mean| + {NORMAL_SIGMAS:g} std"
+
+
+def draw_precision(dtype: torch.dtype, generator: Any) -> torch.dtype:
+    """The precision the values for a ``dtype`` target are computed in: :func:`compute_dtype` for torch's
+    stream, float32 for a Philox stream (whose values are float32 numbers, held exactly by a float64 target)."""
+    return torch.float32 if is_philox(generator) else compute_dtype(dtype)
+
+
+_FINITE_MAX = {dt: torch.finfo(dt).max for dt in (torch.float16, torch.bfloat16, torch.float32, torch.float64)}
+
+
+def _finite_max(dtype: torch.dtype) -> float:
+    return _FINITE_MAX.get(dtype) or torch.finfo(dtype).max
+
+
+def _range_text(dtype: torch.dtype) -> str:
+    return f"{str(dtype).removeprefix('torch.')}'s finite range (+-{_finite_max(dtype):.6g})"
+
+
+def check_reach(reach: Reach | None, dtype: torch.dtype, precision: torch.dtype,
+                describe: Callable[[tuple[str, ...]], str] = ", ".join) -> None:
+    """Refuse a draw whose values could be infinite (or NaN) in the target ``dtype``, or in the ``precision``
+    they are computed in: ``ValueError`` naming the arguments (as ``describe`` shows them: an initializer
+    gives their values) and the dtype's range. Arithmetic on the bound only: nothing is drawn, no tensor is read.
+
+    >>> check_reach(Reach(9e6, ("std",), rule=NORMAL_RULE), torch.float16, torch.float32, lambda k: "std=1000000.0")
+    Traceback (most recent call last):
+    ...
+    ValueError: std=1000000.0 gives values up to 9e+06 in magnitude (a normal reaches |mean| + 9 std), beyond float16's finite range (+-65504): give a smaller value, or fill a wider dtype
+    """  # noqa: E501
+    if reach is None:
+        return
+    target, inner = _finite_max(dtype), _finite_max(precision)
+    if not reach.values <= min(target, inner):  # `not <=`: a NaN bound is refused too
+        if target <= inner:
+            where, fix = _range_text(dtype), "give a smaller value, or fill a wider dtype"
+        else:  # a float64 target of a Philox stream: float32 values
+            where, fix = f"{_range_text(precision)}, the precision the values are drawn in", "give a smaller value"
+        rule = f" ({reach.rule})" if reach.rule else ""
+        raise ValueError(f"{describe(reach.arguments)} gives values up to {reach.values:.6g} in magnitude{rule}, "
+                         f"beyond {where}: {fix}")
+    if not reach.work <= inner:
+        raise ValueError(f"{describe(reach.arguments)} needs intermediate values up to {reach.work:.6g} while "
+                         f"drawing, beyond {_range_text(precision)}, the precision the values are drawn in: give a "
+                         "smaller value")
 
 
 def is_philox(generator: Any) -> bool:
@@ -104,7 +174,11 @@ def truncated_normal(shape: Shape, mean: float = 0.0, std: float = 1.0, low: flo
             redraw = torch.empty_like(result).normal_(mean, std, generator=generator)
             result = torch.where(outside, redraw, result)
     peak = max(low, min(mean, high))
-    log_peak = -0.5 * ((peak - mean) / std) ** 2
+    try:
+        log_peak = -0.5 * ((peak - mean) / std) ** 2
+    except OverflowError:  # checked before anything is drawn
+        raise ValueError(f"bounds [{low!r}, {high!r}] lie beyond 1e154 std (std={std!r}) from the mean {mean!r}: "
+                         "too far in the tail to sample; bring the bounds closer or widen std") from None
     result = out.uniform_(low, high, generator=generator)
     proposal = result.clone()
     accept = torch.empty_like(result)

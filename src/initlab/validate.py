@@ -68,7 +68,10 @@ def check_number(value: Any, name: str, *, minimum: float | None = None, strict:
     accepted = f"a finite number{bound}"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be {accepted}; got {value!r} ({type(value).__name__})")
-    v = float(value)
+    try:
+        v = float(value)
+    except OverflowError:  # an int beyond float64 (10**400)
+        raise ValueError(f"{name} must be {accepted}; got an int of {int(value).bit_length()} bits") from None
     if not math.isfinite(v) or (minimum is not None and (v <= minimum if strict else v < minimum)):
         raise ValueError(f"{name} must be {accepted}; got {value!r}")
     return v

@@ -13,6 +13,7 @@ import torch
 from initlab import sampling
 from initlab.gains import resolve_gain
 from initlab.shapes import LAYOUTS, Fans, check_positive_int, fans, shape_of
+from initlab.validate import _is_int, check_flag
 
 _NO_DEFAULT = inspect.Parameter.empty
 
@@ -21,7 +22,11 @@ def check_number(value: Any, name: str, *, minimum: float | None = 0.0, allow_eq
     """A finite real number, at least ``minimum`` (strictly above it unless ``allow_equal``)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise TypeError(f"{name} must be a number; got {value!r} ({type(value).__name__})")  # initlab.validate
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float64 (10**400)
+        bits = int(value).bit_length()
+        raise ValueError(f"{name} must be finite; got an int of {bits} bits, beyond float64") from None
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite; got {value!r}")
     if minimum is not None and (value < minimum or (not allow_equal and value == minimum)):
@@ -130,6 +135,21 @@ class Initializer:
               generator: torch.Generator | None) -> torch.Tensor:
         raise NotImplementedError
 
+    def _reach(self, shape: tuple[int, ...]) -> sampling.Reach | None:
+        """How far the values for ``shape`` can go (:class:`initlab.sampling.Reach`), from the arguments alone;
+        every initializer of the registry says (a test checks it); None skips the dtype-range check."""
+        return None
+
+    def _given(self, keys: tuple[str, ...]) -> str:
+        """``"std=1000000.0, mean=5.0"``: the arguments among ``keys`` the user set to something else than the
+        default (all of those recorded, if none was), as the user wrote them: what an error message names.
+        Keys the initializer did not record (a preset's derived ``scale``) show the attribute's value."""
+        defaults = self._defaults()
+        recorded = [k for k in keys if k in self._args]
+        changed = [k for k in recorded if not _same(defaults.get(k, _NO_DEFAULT), self._args[k])]
+        shown = [f"{k}={self._args[k]!r}" for k in changed or recorded]
+        return ", ".join(shown or [f"{k}={getattr(self, k, '?')!r}" for k in keys])
+
     def _finish(self, values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """Cast the sampled values to the target dtype (subclasses keep bounds exact here)."""
         return values.to(dtype)
@@ -165,6 +185,8 @@ class Initializer:
         """Draw (in the sampling precision), finish (cast) and place; the checks are the caller's."""
         if math.prod(dims) == 0:
             return torch.empty(dims, dtype=dtype, device=device)
+        # the values must be finite in the target dtype: checked on the arguments, before anything is drawn
+        sampling.check_reach(self._reach(dims), dtype, sampling.draw_precision(dtype, generator), self._given)
         values = self._finish(self._draw(dims, sampling.compute_dtype(dtype), device, generator), dtype)
         return values.to(torch.device(device) if device is not None else values.device)
 
@@ -222,16 +244,33 @@ class FanBased(Initializer):
         check_choice(layout, "layout", LAYOUTS)
         check_positive_int(groups, "groups")
         check_positive_int(chunks, "chunks")
+        in_axis, out_axis = _check_axes(in_axis, "in_axis"), _check_axes(out_axis, "out_axis")
         if (in_axis is None) != (out_axis is None):
             raise ValueError("in_axis and out_axis must be given together")
+        check_flag(torch_compatible, "torch_compatible")
         self._fan_options = dict(layout=layout, groups=groups, chunks=chunks, in_axis=in_axis,
-                                 out_axis=out_axis, torch_compatible=bool(torch_compatible))
+                                 out_axis=out_axis, torch_compatible=torch_compatible)
 
     def fans_of(self, shape: Any) -> Fans:
         return fans(shape, **self._fan_options)
 
     def _check_shape(self, shape: tuple[int, ...]) -> None:
         self.fans_of(shape)
+
+
+def _check_axes(value: Any, name: str) -> int | tuple[int, ...] | None:
+    """None, an int, or a non-empty sequence of distinct ints (axes of the weight; their range is checked against
+    the shape when it is known)."""
+    accepted = "None, an int or a non-empty sequence of distinct ints (axes of the weight)"
+    if value is None:
+        return None
+    if _is_int(value):
+        return int(value)
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not all(map(_is_int, value)):
+        raise TypeError(f"{name} must be {accepted}; got {value!r} ({type(value).__name__})")
+    if not value or len(set(map(int, value))) != len(value):
+        raise ValueError(f"{name} must be {accepted}; got {value!r}")
+    return tuple(int(a) for a in value)
 
 
 RNG_KINDS = ("torch", "philox")

@@ -58,6 +58,9 @@ class Constant(Initializer):
     def expected_std(self, shape: Any) -> float:
         return 0.0
 
+    def _reach(self, shape):
+        return sampling.Reach(abs(self.value), ("value",))
+
     def _draw(self, shape, dtype, device, generator):
         return torch.full(shape, self.value, dtype=dtype, device=device)
 
@@ -110,6 +113,11 @@ class Normal(Initializer):
     def expected_std(self, shape: Any) -> float:
         return self.std
 
+    def _reach(self, shape):
+        named = [k for k, part in (("std", self.std), ("mean", self.mean)) if part]  # those that contribute
+        return sampling.Reach(abs(self.mean) + sampling.NORMAL_SIGMAS * self.std, tuple(named),
+                              rule=sampling.NORMAL_RULE)
+
     def _draw(self, shape, dtype, device, generator):
         return sampling.normal(shape, self.mean, self.std, dtype=dtype, device=device, generator=generator)
 
@@ -157,6 +165,11 @@ class Uniform(Initializer):
 
     def expected_std(self, shape: Any) -> float:
         return (self.bounds[1] - self.bounds[0]) / math.sqrt(12)
+
+    def _reach(self, shape):
+        low, high = self.bounds
+        keys = ("std", "mean") if self._args["std"] is not None else ("range",)
+        return sampling.Reach(max(abs(low), abs(high)), keys, work=high - low)
 
     def _draw(self, shape, dtype, device, generator):
         return sampling.uniform(shape, *self.bounds, dtype=dtype, device=device, generator=generator)
@@ -211,9 +224,26 @@ class TruncatedNormal(Initializer):
         lo, hi = ((b - self.mean) / self.std for b in self.limits)
         return self.std * truncated_std_factor(lo, hi)
 
-    def _draw(self, shape, dtype, device, generator):
+    def _reach(self, shape):
+        # the rejection sampler also computes x - mean (x in the limits), draws N(mean, std) and U(low, high)
+        low, high = self.limits
+        work = max(self.std, high - low, abs(low - self.mean), abs(high - self.mean))
+        return sampling.Reach(max(abs(low), abs(high)), ("std", "mean", "bounds"), work=work)
+
+    def _point(self, precision: torch.dtype) -> float | None:
+        """The one value to fill with when the distribution is a point in ``precision``: std 0, or limits too
+        close together to hold two values of it (``mean=1e20, std=1``: ``1e20 +- 2`` is one float)."""
         if self.std == 0:
-            return torch.full(shape, self.mean, dtype=dtype, device=device)
+            return self.mean
+        lo, hi = inner_bounds(*self.limits, precision)
+        if lo < hi:
+            return None
+        return float(lo) if lo == hi else float(torch.tensor(self.mean, dtype=precision))  # none inside: the nearest
+
+    def _draw(self, shape, dtype, device, generator):
+        point = self._point(sampling.draw_precision(dtype, generator))
+        if point is not None:
+            return torch.full(shape, point, dtype=dtype, device=device)
         return sampling.truncated_normal(shape, self.mean, self.std, *self.limits, dtype=dtype, device=device,
                                          generator=generator)
 

@@ -16,6 +16,11 @@ _UNIT_AXIS = {"torch": "first", "torch_transposed": "first", "lasagne_dense": "f
               "jax": "last", "c01b": "last"}
 
 
+# an entry of a unit vector is at most 1; the margin covers the rounding of QR in float32
+UNIT_ENTRY = 1.0 + 1e-6
+UNIT_RULE = "an entry of an orthonormal row or column is at most 1 (1 + 1e-6 with rounding), times gain"
+
+
 def orthogonal_matrix(rows: int, cols: int, *, dtype: torch.dtype, device: Any,
                       generator: torch.Generator | None) -> torch.Tensor:
     """A Haar-random (semi-)orthogonal ``(rows, cols)`` matrix: QR of a Gaussian matrix with the signs of
@@ -68,6 +73,9 @@ class Orthogonal(Initializer):
         rows, cols = self._matrix_shape(tuple(shape))
         return self.gain / math.sqrt(max(rows, cols))
 
+    def _reach(self, shape):
+        return sampling.Reach(self.gain * UNIT_ENTRY, ("gain",), rule=UNIT_RULE)
+
     def _draw(self, shape, dtype, device, generator):
         rows, cols = self._matrix_shape(shape)
         q = orthogonal_matrix(rows, cols, dtype=dtype, device=device, generator=generator) * self.gain
@@ -115,6 +123,9 @@ class DeltaOrthogonal(Initializer):
         mean_sq = self.gain**2 * inp / n
         return math.sqrt(mean_sq)
 
+    def _reach(self, shape):
+        return sampling.Reach(self.gain * UNIT_ENTRY, ("gain",), rule=UNIT_RULE)
+
     def _draw(self, shape, dtype, device, generator):
         out, inp, k = self._split(shape)
         q = orthogonal_matrix(out, inp, dtype=dtype, device=device, generator=generator) * self.gain
@@ -159,6 +170,9 @@ class Identity(Initializer):
         ones = self.groups * min(shape[0] // self.groups, shape[1])
         mean = self.gain * ones / math.prod(shape)
         return math.sqrt(max(self.gain**2 * ones / math.prod(shape) - mean * mean, 0.0))
+
+    def _reach(self, shape):
+        return sampling.Reach(abs(self.gain), ("gain",))
 
     def _draw(self, shape, dtype, device, generator):
         w = torch.zeros(shape, dtype=dtype, device=device)
@@ -224,6 +238,9 @@ class Sparse(Initializer):
 
     def fans_of(self, shape: Any):
         return fans(shape, "torch" if self.layout == "torch" else "lasagne_dense")
+
+    def _reach(self, shape):
+        return sampling.Reach(sampling.NORMAL_SIGMAS * self.std, ("std",), rule=sampling.NORMAL_RULE)
 
     def _draw(self, shape, dtype, device, generator):
         out, inp = self._out_in(shape)

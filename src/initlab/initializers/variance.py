@@ -15,6 +15,7 @@ a nonlinearity name (``"relu"`` -> sqrt(2), as Lasagne's ``gain='relu'``).
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import torch
@@ -54,6 +55,7 @@ class VarianceScaling(FanBased):
         dist = _DISTRIBUTION_ALIASES.get(distribution, distribution)
         self.distribution = check_choice(dist, "distribution", DISTRIBUTIONS)
         self._set_fan_options(layout, groups, chunks, in_axis, out_axis, torch_compatible)
+        self._stds: dict[tuple[int, ...], float] = {}  # std_for by shape (the object is immutable)
         self._record(scale=scale, mode=mode, distribution=distribution, **_given_fan_options(
             layout=layout, groups=groups, chunks=chunks, in_axis=in_axis, out_axis=out_axis,
             torch_compatible=torch_compatible))
@@ -71,16 +73,33 @@ class VarianceScaling(FanBased):
         """``sqrt(scale / n)``, evaluated in the order torch uses (``gain / sqrt(fan)`` for He,
         ``gain * sqrt(2 / (fan_in + fan_out))`` for Glorot; ``sqrt(gain^2) == gain`` exactly in IEEE
         arithmetic), so the presets reproduce torch.nn.init bit for bit."""
-        f = self.fans_of(shape)
-        n = f.for_mode(self.mode)
-        if n <= 0:
-            raise ValueError(f"fan {self.mode} of shape {tuple(shape)} is 0: nothing to scale by")
-        if self.mode == "fan_avg":
-            return math.sqrt(self.scale) * math.sqrt(2.0 / float(f.fan_in + f.fan_out))
-        return math.sqrt(self.scale) / math.sqrt(n)
+        key = tuple(shape)
+        std = self._stds.get(key)
+        if std is None:  # one draw asks up to three times (the range check, the draw, the cast): fans once
+            f = self.fans_of(shape)
+            n = f.for_mode(self.mode)
+            if n <= 0:
+                raise ValueError(f"fan {self.mode} of shape {key} is 0: nothing to scale by")
+            if self.mode == "fan_avg":
+                std = math.sqrt(self.scale) * math.sqrt(2.0 / float(f.fan_in + f.fan_out))
+            else:
+                std = math.sqrt(self.scale) / math.sqrt(n)
+            if len(self._stds) < 256:
+                self._stds[key] = std
+        return std
 
     def expected_std(self, shape: Any) -> float:
         return self.std_for(shape)
+
+    def _reach(self, shape):
+        std = self.std_for(shape)
+        arguments = ("gain",) if "gain" in self._args else ("scale",)  # the user's argument, not a derived one
+        if self.distribution == "normal":
+            return sampling.Reach(sampling.NORMAL_SIGMAS * std, arguments, rule=sampling.NORMAL_RULE)
+        if self.distribution == "uniform":
+            bound = math.sqrt(3.0) * std
+            return sampling.Reach(bound, arguments, work=2.0 * bound)
+        return sampling.Reach(2.0 * std / TRUNC2_STD, arguments)
 
     def _draw(self, shape, dtype, device, generator):
         std = self.std_for(shape)
@@ -117,7 +136,11 @@ class _Preset(VarianceScaling):
 
 
 def _scale_from_gain(gain: Any) -> float:
+    """``gain^2``, refused (naming ``gain``, the user's argument) when it is not a finite float."""
     g = resolve_gain(gain)
+    if not math.isfinite(g * g):
+        raise ValueError(f"gain must be at most {math.sqrt(sys.float_info.max):.6g} (gain^2 must be a finite float); "
+                         f"got {gain!r}")
     return g * g
 
 

@@ -93,6 +93,29 @@ class JacobianSpectrum:
                 f"condition {s['condition']:.4g}")
 
 
+class _NotATensor(TypeError):
+    """The model's output is not a tensor (our own message, never reworded as a problem of the inputs)."""
+
+
+def _out_dim(f, x: torch.Tensor, shape: torch.Size) -> int:
+    """The size of the model's output on one example; a model that fails on it is an error about ``inputs``,
+    worded as :func:`initlab.graph.trace` words it (:class:`initlab.graph.InputsError`)."""
+    from initlab.graph import InputsError
+
+    with torch.no_grad():
+        try:
+            return int(f(x).numel())
+        except _NotATensor:
+            raise
+        except Exception as exc:  # noqa: BLE001 - report it as a problem with the inputs we were given
+            if "more than 1 value per channel" in str(exc):
+                raise ValueError("jacobian_spectrum runs one example at a time: put BatchNorm layers in eval mode "
+                                 "(model.eval()) first") from exc
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise InputsError(f"the model failed on inputs ({type(exc).__name__}: {first}); jacobian_spectrum runs "
+                              f"each example alone, as a batch of shape {(1, *shape)}") from exc
+
+
 def _example_fn(model: nn.Module, shape: torch.Size):
     """The model on one example, in float64: its parameters and floating buffers are read as float64 copies
     (the model itself is untouched), so singular values far below float32's 1e-7 relative precision, and
@@ -103,7 +126,7 @@ def _example_fn(model: nn.Module, shape: torch.Size):
     def f(v: torch.Tensor) -> torch.Tensor:
         out = torch.func.functional_call(model, state, (v.to(torch.float64).reshape(1, *shape),))
         if not isinstance(out, torch.Tensor):
-            raise TypeError(f"model must return a tensor; got {type(out).__name__}")
+            raise _NotATensor(f"model must return a tensor; got {type(out).__name__}")
         return out.reshape(-1)
 
     return f
@@ -197,14 +220,7 @@ def jacobian_spectrum(model: nn.Module, inputs: torch.Tensor, *, k: int | None =
         for x in inputs.detach():
             x = x.reshape(-1).clone()
             if not out_dim:
-                with torch.no_grad():
-                    try:
-                        out_dim = int(f(x).numel())
-                    except ValueError as exc:
-                        if "more than 1 value per channel" in str(exc):
-                            raise ValueError("jacobian_spectrum runs one example at a time: put BatchNorm "
-                                             "layers in eval mode (model.eval()) first") from exc
-                        raise
+                out_dim = _out_dim(f, x, shape)
             r = min(in_dim, out_dim)
             exact = (k is None and in_dim * out_dim <= EXACT_MAX_ENTRIES) or (k is not None and k >= r)
             if exact:
