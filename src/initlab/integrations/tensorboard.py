@@ -40,7 +40,7 @@ from initlab.probing.health import CODES, Verdict, depth_chain
 from initlab.probing.stats import LayerStats
 
 __all__ = ["SCALARS", "layer_scalars", "verdict_counts", "summary", "histogram", "ProbeWriter", "write_run",
-           "summary_writer"]
+           "summary_writer", "require"]
 
 # the per-layer statistics written as scalars, one chart group each
 SCALARS = ("act_std", "grad_std", "grad_weight_ratio", "frac_dead_units", "frac_saturated")
@@ -112,17 +112,23 @@ def histogram(s: LayerStats) -> dict[str, Any] | None:
             "sum_squares": (std * std + mean * mean) * s.count, "bucket_limits": limits, "bucket_counts": counts}
 
 
-def summary_writer(logdir: str | os.PathLike, argument: str = "tensorboard") -> Any:
-    """A ``torch.utils.tensorboard.SummaryWriter`` on ``logdir`` (created; a path that cannot be a writable
-    folder is a ValueError naming ``argument``); an ImportError saying how to install when tensorboard is
-    missing."""
+def require(argument: str = "tensorboard") -> type:
+    """``torch.utils.tensorboard.SummaryWriter``, or an ImportError naming ``argument`` and how to install the
+    ``tensorboard`` package."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise ImportError(f"{argument}: writing TensorBoard event files needs the tensorboard package, which is "
                           f"not installed; install it with {INSTALL}") from None
+    return SummaryWriter
+
+
+def summary_writer(logdir: str | os.PathLike, argument: str = "tensorboard") -> Any:
+    """A ``SummaryWriter`` on ``logdir`` (created; a path that cannot be a writable folder is a ValueError naming
+    ``argument``); an ImportError saying how to install when tensorboard is missing (see :func:`require`)."""
+    writer_cls = require(argument)
     folder = output_dir(logdir, argument)
-    return SummaryWriter(log_dir=str(folder))
+    return writer_cls(log_dir=str(folder))
 
 
 class ProbeWriter:
