@@ -20,7 +20,7 @@ Scalars are stored by TensorBoard in float32, histograms in float64. The writer 
 
 >>> from initlab.probing.stats import LayerStats
 >>> layer_scalars([LayerStats(name="fc1", kind="linear", act_std=0.5, grad_std=None)])
-{'act_std/fc1': 0.5}
+{'act_std/fc1': 0.5, 'frac_dead_units/fc1': 0.0}
 >>> verdict_counts([])["verdicts/total"]
 0.0
 """
