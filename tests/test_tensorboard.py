@@ -158,14 +158,15 @@ def test_histogram_and_summary_helpers():
     assert tb.histogram(LayerStats(name="empty", kind="linear")) is None
     layers = [LayerStats(name="a", kind="linear", act_std=1.0, grad_std=0.5, grad_weight_ratio=0.1),
               LayerStats(name="b", kind="activation", act_std=float("nan"), grad_std=2.0),
-              LayerStats(name="c", kind="linear", act_std=3.0, grad_std=None, grad_weight_ratio=0.3)]
+              LayerStats(name="c", kind="linear", act_std=3.0, grad_std=None, grad_weight_ratio=0.3),
+              LayerStats(name="ln", kind="norm", act_std=1.0, grad_std=1.0, grad_weight_ratio=12.0)]
     from initlab.probing.health import Verdict
 
     verdicts = [Verdict("dead_units", "a", "m", "s", "error"), Verdict("output_scale", "c", "m", "s")]
     out = tb.summary(layers, verdicts)
     assert out == {"errors": 1.0, "warnings": 1.0, "verdict/dead_units": 1.0, "verdict/output_scale": 1.0,
                    "act_std_min": 1.0, "act_std_max": 3.0, "grad_std_min": 0.5, "grad_std_max": 2.0,
-                   "grad_weight_ratio_max": 0.3}  # the NaN std is left out of the extremes
+                   "grad_weight_ratio_max": 0.3}  # the NaN std and the norm gain's ratio are left out of the extremes
     all_nan = tb.summary([LayerStats(name="b", kind="linear", act_std=float("nan"))], [])
     assert math.isnan(all_nan["act_std_min"]) and "grad_std_min" not in all_nan
 
