@@ -153,14 +153,17 @@ def test_raise_refuses_to_start_and_leaves_the_model_as_it_was(tmp_path):
 def test_a_batch_given_at_construction_is_the_probe_batch(tmp_path):
     ids = torch.randint(0, VOCAB, (12, SEQ), generator=torch.Generator().manual_seed(5))
     tr = trainer(gpt2(), tmp_path, max_steps=1)
-    cb = ProbeCallback(every=10, batch={"input_ids": ids}).attach(tr)
+    cb = ProbeCallback(every=10, batch={"input_ids": ids}, thresholds={"min_batch": 16}).attach(tr)
     _train(tr)
     # no labels: the gradient of a random cotangent; 12 examples, not the dataset's
     assert cb.steps == [0] and cb.results[0].batch_size == 12 and cb.results[0].backward == "cotangent"
+    # the thresholds reach the probe: 12 examples are below min_batch=16, so dead units are not judged
+    assert any("too small" in n for n in cb.results[0].notes)
     tr = trainer(gpt2(), tmp_path, max_steps=1)
-    cb = ProbeCallback(every=10, batch_size=5).attach(tr)
+    cb = ProbeCallback(every=10, batch_size=9).attach(tr)
     _train(tr)
-    assert cb.results[0].batch_size == 5 and cb.results[0].backward == "loss"
+    assert cb.results[0].batch_size == 9 and cb.results[0].backward == "loss"
+    assert not any("too small" in n for n in cb.results[0].notes)  # 9 >= the default min_batch 8
 
 
 def test_bad_arguments_and_a_callback_that_was_not_attached(tmp_path):
@@ -169,7 +172,8 @@ def test_bad_arguments_and_a_callback_that_was_not_attached(tmp_path):
              ({"batch": [1, 2]}, TypeError, "batch must be None or a dict"),
              ({"ignore": "dead_units"}, TypeError, "ignore must be a tuple"),
              ({"tensorboard": 5}, TypeError, "tensorboard must be None or a folder"),
-             ({"batch_size": 0}, ValueError, "batch_size")]
+             ({"batch_size": 0}, ValueError, "batch_size"),
+             ({"thresholds": {"nope": 1}}, ValueError, "thresholds: unknown name")]
     for kwargs, exc, match in cases:
         with pytest.raises(exc, match=match):
             ProbeCallback(**kwargs)

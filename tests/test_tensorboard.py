@@ -132,6 +132,13 @@ def test_monitor_verdict_counts_of_an_unhealthy_net(tmp_path, gen):
         counts = [float(sum(v.severity == severity for v in vs)) for vs in mon.verdicts]
         assert [e.value for e in acc.Scalars(tag)] == counts
     assert mon.to_dict()["verdicts"][0][0]["code"] == mon.verdicts[0][0].code
+    # the thresholds decide: with a per-layer drift allowed up to x1e6 the same recording raises no depth verdict
+    net = _net(std=0.01, depth=6)
+    with initlab.Monitor(net, every=2, thresholds={"factor": 1e6, "total": 1e6}) as relaxed:
+        _train(net, relaxed, 1, gen)
+    assert relaxed.verdicts == [[]]
+    with pytest.raises(ValueError, match="thresholds: unknown name"):
+        initlab.Monitor(net, thresholds={"nope": 1})
 
 
 def test_values_outside_a_fixed_range_are_extra_buckets(tmp_path, gen):
