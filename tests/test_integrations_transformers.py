@@ -206,3 +206,39 @@ def test_the_default_batch_is_collated_without_moving_any_global_rng():
     assert np.array_equal(np.random.get_state()[1], states[1]) and random.getstate() == states[2]
     with pytest.raises(ValueError, match="cannot be indexed"):
         ProbeCallback()._first_examples(SimpleNamespace(dataset=iter([]), collate_fn=noisy_collate))
+
+
+class _BreakAt(transformers.TrainerCallback):
+    """Zeroes the MLP input weights and biases at the end of optimizer step ``step`` (before a later callback's
+    probe of that step): the model turns unhealthy mid-run. (Zeroed one step earlier, Adam's momentum would
+    already have made the units differ again by the probe.)"""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step == self.step:
+            with torch.no_grad():
+                for block in model.transformer.h:  # the bias too: four steps have trained it apart
+                    block.mlp.c_fc.weight.zero_()
+                    block.mlp.c_fc.bias.zero_()
+
+
+def test_a_model_that_breaks_mid_run_stops_at_the_next_probe_and_reaches_report_to(tmp_path, monkeypatch):
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", str(tmp_path / "hf-tb"))
+    tr = trainer(gpt2(), tmp_path, max_steps=8)
+    tr.args.report_to = ["tensorboard"]  # the Trainer's own TensorBoard logger, one of its report_to loggers
+    tr.add_callback(_BreakAt(4))  # before the probe callback: it breaks the weights, then step 4 is probed
+    tr.add_callback(transformers.integrations.TensorBoardCallback)
+    cb = ProbeCallback(every=2, on_unhealthy="stop").attach(tr)
+    with pytest.warns(ProbeWarning, match="step 4: unhealthy"):
+        _train(tr)
+    # healthy at 0 and 2; broken at step 4, whose probe stops the run right after that step (not at 8)
+    assert cb.steps == [0, 2, 4] and [r.healthy for r in cb.results] == [True, True, False]
+    assert tr.state.global_step == 4 and [s for s, _ in cb.unhealthy] == [4]
+    # what the Trainer's TensorBoard logger wrote: the probe's summary, under its "train/" prefix
+    acc = EventAccumulator(str(tmp_path / "hf-tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    errors = acc.Scalars("train/initlab/errors")
+    assert [e.step for e in errors] == [0, 2, 4]
+    assert [e.value for e in errors] == [log["initlab/errors"] for log in cb.logged] and errors[-1].value >= 1
