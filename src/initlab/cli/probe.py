@@ -19,6 +19,9 @@ EPILOG = """examples:
 writes, in --out: <init>.txt (table and verdicts), <init>.json, <init>.html (self-contained report),
 activations.png (one column per --init, one row per layer), profile.png (std per layer, forward and
 backward) and report.html (all inits side by side).
+
+with --tensorboard DIR, each init is also a TensorBoard run DIR/<init> (per-layer scalars and activation
+histograms at step 0, verdict counts, the depth profile as profile/act_std): tensorboard --logdir DIR
 """
 
 MODELS = ("mlp", "cnn", "resnet", "transformer")
@@ -55,6 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the model, the init and the data split (default 0)")
     p.add_argument("--out", default="initlab-probe", help="output folder (default ./initlab-probe)")
     p.add_argument("--no-html", action="store_true", help="skip the HTML reports")
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="also write each init as a TensorBoard run DIR/<init> (needs the tensorboard package)")
     p.add_argument("--check", action="store_true", help="exit with status 1 when any init is unhealthy")
     p.add_argument("--theory", action="store_true",
                    help="add the predicted per-layer std (initlab.theory.propagate) next to the measured one")
@@ -120,6 +125,11 @@ def run(args: argparse.Namespace) -> int:
                 initlab.get(spec)
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"--init {spec!r}: {exc}") from None
+    if args.tensorboard is not None:  # before any work: a missing package or a bad folder refuses the run
+        from initlab.integrations.tensorboard import require
+
+        require("--tensorboard")
+        output_dir(args.tensorboard, "--tensorboard")
     out = output_dir(args.out, "--out")
     results = {}
     predictions = {}
@@ -145,6 +155,10 @@ def run(args: argparse.Namespace) -> int:
         written += [out / f"{name}.txt", out / f"{name}.json"]
         if not args.no_html:
             written.append(to_html(result, out / f"{name}.html", title=f"initlab probe: {args.model}, init {label}"))
+        if args.tensorboard is not None:
+            from initlab.integrations.tensorboard import write_run
+
+            written.append(write_run(args.tensorboard, name, result.layers, result.verdicts))
     what = f"{args.model}, {args.activation}" if args.model != "resnet" else "resnet"
     data_desc = f"{args.data}{' standardized' if args.standardize else ''}"
     fig = plot_activations(results, out / "activations.png",

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from initlab.probing.health import Thresholds, Verdict, diagnose
 from initlab.probing.hooks import Recorder, select_targets
 from initlab.probing.stats import LayerStats, weight_summary
 from initlab.semantics import describe
@@ -56,19 +57,31 @@ class Monitor:
         example_inputs: only for models torch.fx cannot trace: one batch, so functional activations and
             residual branches are found (see :func:`initlab.trace`).
         grads: also record the gradient with respect to each output.
+        thresholds: :class:`~initlab.probing.health.Thresholds` (or a dict of overrides) of the verdicts judged
+            on each recording.
+        tensorboard: a folder: each recording is also written there as TensorBoard scalars, histograms and
+            verdict counts at its step (see :mod:`initlab.integrations.tensorboard`; needs the ``tensorboard``
+            package, ``pip install initlab[tensorboard]``). The folder is checked, and the writer made, before
+            any hook is installed.
 
     Attributes:
         steps: the recorded step numbers.
         history: one ``{name: LayerStats}`` per recorded step.
+        verdicts: the health verdicts of each recorded step (:func:`initlab.probing.health.diagnose` on its
+            statistics; no input summary, so the input-normalization rule is not judged).
     """
 
     def __init__(self, model: nn.Module, every: int = 50, *, layers: Any = None, bins: int = 40,
-                 hist_range: tuple[float, float] | None = None, example_inputs: Any = None, grads: bool = True) -> None:
+                 hist_range: tuple[float, float] | None = None, example_inputs: Any = None, grads: bool = True,
+                 thresholds: Thresholds | dict[str, Any] | None = None, tensorboard: str | Path | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
         check_int(every, "every", 1)
         check_int(bins, "bins", 1, 100_000)
         check_flag(grads, "grads")
+        self.thresholds = Thresholds.make(thresholds)
+        if tensorboard is not None and not isinstance(tensorboard, (str, Path)):
+            raise TypeError(f"tensorboard must be None or a folder (str or Path); got {type(tensorboard).__name__}")
         from initlab.graph import trace
         from initlab.probing.stats import TensorAccumulator
 
@@ -84,6 +97,12 @@ class Monitor:
         self._semantics: Any = None
         self.steps: list[int] = []
         self.history: list[dict[str, LayerStats]] = []
+        self.verdicts: list[list[Verdict]] = []
+        self._writer: Any = None
+        if tensorboard is not None:  # the integration sits at the edge: imported only when asked for
+            from initlab.integrations.tensorboard import ProbeWriter
+
+            self._writer = ProbeWriter(tensorboard, "tensorboard")
         self.step_count = 0
         self._recorder: Recorder | None = None
         self._closed = False
@@ -107,8 +126,12 @@ class Monitor:
     def close(self) -> None:
         """Keep what the current step recorded (if anything) and remove every hook."""
         if not self._closed:
-            self._finish()
-            self._closed = True
+            try:
+                self._finish()
+            finally:
+                self._closed = True
+                if self._writer is not None:
+                    self._writer.close()
 
     def __enter__(self) -> Monitor:
         return self
@@ -152,6 +175,9 @@ class Monitor:
                 setattr(s, k, v)
         self.steps.append(self.step_count)
         self.history.append({s.name: s for s in stats})
+        self.verdicts.append(diagnose(stats, None, self.thresholds))
+        if self._writer is not None:
+            self._writer.write(stats, self.verdicts[-1], self.step_count)
 
     # -- results -------------------------------------------------------------------------------------
     @property
@@ -177,7 +203,8 @@ class Monitor:
     def to_dict(self) -> dict[str, Any]:
         """Steps and per-step statistics as plain Python values."""
         return {"every": self.every, "steps": list(self.steps),
-                "history": [{n: s.to_dict() for n, s in h.items()} for h in self.history]}
+                "history": [{n: s.to_dict() for n, s in h.items()} for h in self.history],
+                "verdicts": [[v.to_dict() for v in vs] for vs in self.verdicts]}
 
     def plot(self, path: str | Path | None = None, **kwargs: Any) -> Any:
         """The histogram-over-time figure per layer (see :func:`initlab.report.figures.plot_monitor`)."""
