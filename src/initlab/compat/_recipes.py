@@ -16,8 +16,16 @@ import math
 from dataclasses import dataclass
 
 from initlab.gains import resolve_activation, variance_gain
-from initlab.initializers import Constant, DeltaOrthogonal, Initializer, Normal, Orthogonal, TruncatedNormal, Uniform
-from initlab.initializers import VarianceScaling
+from initlab.initializers import (
+    Constant,
+    DeltaOrthogonal,
+    Initializer,
+    Normal,
+    Orthogonal,
+    TruncatedNormal,
+    Uniform,
+    VarianceScaling,
+)
 from initlab.initializers.basic import TRUNC2_STD
 
 KINDS = ("constant", "normal", "uniform", "truncated_normal", "orthogonal", "delta_orthogonal")

@@ -82,7 +82,7 @@ def _plain_class(cls: type) -> type:
     return getattr(cls, "_initlab_class", cls)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _twin_class(cls: type[Initializer]) -> type[Initializer]:
     attrs = {"__module__": __name__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__, "_initlab_class": cls}
     return type(cls.__name__, (JaxCallable, cls), attrs)
