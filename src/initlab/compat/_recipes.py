@@ -80,10 +80,11 @@ def recipe(ini: Initializer, shape: tuple[int, ...]) -> Recipe | None:
 
 
 def with_layout(ini: Initializer, layout: str) -> Initializer:
-    """``ini`` with ``layout`` when it takes one and was given none (nor explicit axes): ``initlab.get("he_normal")``
-    means torch's ``(out, in)``; handed to JAX or Keras it must read their ``(*k, in, out)``."""
+    """``ini`` re-read in ``layout`` when it takes a layout and has torch's, the default (and no explicit axes):
+    ``initlab.get("he_normal")`` means torch's ``(out, in)``; handed to JAX or Keras it must read their
+    ``(*k, in, out)``. Other layouts (``"c01b"``, ...) and ``in_axis``/``out_axis`` are kept."""
     config = ini.to_config()
-    if "layout" in ini._defaults() and "layout" not in config and config.get("in_axis") is None:
+    if "layout" in ini._defaults() and config.get("layout", "torch") == "torch" and config.get("in_axis") is None:
         return ini.replace(layout=layout)
     return ini
 

@@ -41,7 +41,7 @@ __all__ = [
     "constant", "zeros", "ones", "normal", "uniform", "truncated_normal", "variance_scaling", "glorot_normal",
     "glorot_uniform", "he_normal", "he_uniform", "lecun_normal", "lecun_uniform", "xavier_normal",
     "xavier_uniform", "kaiming_normal", "kaiming_uniform", "orthogonal", "delta_orthogonal", "initializer",
-    "for_activation", "JaxCallable",
+    "for_activation", "JaxCallable", "key_seed",
 ]
 
 Axes = int | Sequence[int]
@@ -55,7 +55,7 @@ class JaxCallable:
     The draw: the initializer's numbers (std from its fans and gain, bounds, ...) with ``jax.random`` and
     ``key``; jit-able, as JAX's own. Initializers without a JAX recipe (``sparse``, ``identity``, ...) are
     drawn by initlab's sampler on the host from a torch generator seeded with the key's bits
-    (``jax.pure_callback``): the same key gives the same values, under ``jit`` too.
+    (:func:`key_seed`, through ``jax.pure_callback``): the same key gives the same values, under ``jit`` too.
     """
 
     _initlab_class: type[Initializer]
@@ -75,7 +75,7 @@ class JaxCallable:
         return hash((_plain_class(type(self)), self.name))  # type: ignore[attr-defined]
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        return initializer, (self.to_config(),)  # type: ignore[attr-defined]
+        return _from_config, (self.to_config(),)  # type: ignore[attr-defined]
 
 
 def _plain_class(cls: type) -> type:
@@ -94,8 +94,9 @@ def _twin(cls: type[Initializer], *args: Any, **kwargs: Any) -> Initializer:
 
 def initializer(spec: Any = "he_normal") -> Initializer:
     """Any initlab initializer or spec (``"orthogonal"``, ``"he_normal(gain='tanh')"``, a config) as a JAX
-    initializer that is still the initlab one. Without an explicit ``layout`` (or axes) it reads JAX's
-    ``(*k, in, out)`` kernels: ``initializer("he_normal")`` is ``HeNormal(layout='jax')``.
+    initializer that is still the initlab one. Where its layout is torch's (the default) it reads JAX's
+    ``(*k, in, out)`` kernels instead: ``initializer("he_normal")`` is ``HeNormal(layout='jax')``; explicit
+    ``in_axis``/``out_axis`` and other layouts are kept. A twin (every preset here) is returned as is.
 
     >>> import jax
     >>> ini = initializer("he_uniform(gain='tanh')")
@@ -104,10 +105,17 @@ def initializer(spec: Any = "he_normal") -> Initializer:
     >>> float(abs(ini(jax.random.key(1), (300, 20))).max()) <= 5 / 3 * (3 / 300) ** 0.5
     True
     """
-    ini = with_layout(_get(spec), "jax")
-    if isinstance(ini, JaxCallable):
-        return ini
+    if isinstance(spec, JaxCallable):
+        return spec
+    return _as_twin(with_layout(_get(spec), "jax"))
+
+
+def _as_twin(ini: Initializer) -> Initializer:
     return _twin(type(ini), **ini._args)
+
+
+def _from_config(config: dict[str, Any]) -> Initializer:
+    return _as_twin(_get(config))
 
 
 def for_activation(activation: str = "relu", param: float | None = None, *, mode: str = "fan_in",
@@ -266,6 +274,13 @@ def _native(rec: Recipe, key: Any, dims: tuple[int, ...], dtype: Any, out_shardi
     return unit * rec.std if rec.mean == 0 else unit * rec.std + rec.mean
 
 
+def key_seed(bits: Any) -> int:
+    """The torch seed of a key's bits (``jax.random.key_data``): ``numpy.random.SeedSequence`` mixes every
+    word into 32 bits (torch's CPU generator keeps only the low 32 bits of a seed)."""
+    words = [int(w) for w in np.asarray(bits, dtype=np.uint32).ravel()]
+    return int(np.random.SeedSequence(words).generate_state(1)[0])
+
+
 def _host(ini: Initializer, key: Any, dims: tuple[int, ...], dtype: Any) -> Any:
     """initlab's own sampler on the host, seeded with the key's bits: a pure function of ``key``."""
     import jax
@@ -276,7 +291,7 @@ def _host(ini: Initializer, key: Any, dims: tuple[int, ...], dtype: Any) -> Any:
     sample_dtype = _TORCH_DTYPES.get(np_dtype.name, torch.float32)
 
     def draw(raw: np.ndarray) -> np.ndarray:
-        seed = int.from_bytes(np.asarray(raw, dtype=np.uint32).tobytes(), "little") % 2**63
+        seed = key_seed(raw)
         values = ini.sample(dims, dtype=sample_dtype, generator=torch.Generator().manual_seed(seed))
         wide = torch.float64 if sample_dtype == torch.float64 else torch.float32  # numpy has no bfloat16
         return values.to(wide).numpy().astype(np_dtype)
