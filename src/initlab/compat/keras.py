@@ -14,7 +14,8 @@ Adapters (``keras.initializers.Initializer`` subclasses, registered for serializ
 so initlab imports without it; tested with ``KERAS_BACKEND=torch``):
 
 * ``KerasInitializer(initializer, seed=None)``: any initlab initializer or spec (a preset above,
-  ``"orthogonal"``, ``"he_normal(gain='tanh')"``), read in Keras' layout unless it names its own;
+  ``"orthogonal"``, ``"he_normal(gain='tanh')"``); one in torch's layout (the default) is re-read in Keras'
+  ``(*k, in, out)``, explicit axes and other layouts are kept;
 * ``ForActivation(activation, param=None, mode="fan_in", distribution="truncated_normal", groups=1,
   depthwise=False, seed=None)``: ``var = gain(activation)^2 / n(mode)`` with initlab's quadrature gain
   ``1 / sqrt(E[f(z)^2])`` for any activation; ``groups=G`` reads ``Conv2D(groups=G)`` kernels
@@ -132,8 +133,11 @@ def __getattr__(name: str) -> Any:
 def register() -> dict[str, type]:
     """Import keras, build the adapter classes and register them with ``keras.saving`` (package ``initlab``);
     returns them by name. Called by the first use of ``KerasInitializer`` or ``ForActivation``."""
-    import keras
-
+    try:
+        import keras
+    except ImportError as exc:
+        raise ImportError(f"initlab.compat.keras.KerasInitializer and ForActivation need keras 3 "
+                          f"(pip install 'initlab[keras]'; tested with KERAS_BACKEND=torch): {exc}") from exc
     base = _make_keras_initializer(keras)
     classes = {"KerasInitializer": base, "ForActivation": _make_for_activation(keras, base)}
     for name, cls in classes.items():
@@ -145,8 +149,8 @@ def _make_keras_initializer(keras: Any) -> type:
     class KerasInitializer(keras.initializers.Initializer):
         """Any initlab initializer or spec as a Keras initializer, drawn with ``keras.random`` from ``seed``.
 
-        ``initializer``: an initlab ``Initializer``, a spec string or a config dict; without an explicit
-        ``layout`` it reads Keras' ``(*k, in, out)``. ``seed``: an int, a ``keras.random.SeedGenerator`` or
+        ``initializer``: an initlab ``Initializer``, a spec string or a config dict; in torch's layout (the
+        default) it is re-read in Keras' ``(*k, in, out)``. ``seed``: an int, a ``keras.random.SeedGenerator`` or
         None (a random int fixed at construction), as Keras' own initializers.
         """
 
