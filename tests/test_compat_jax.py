@@ -103,7 +103,10 @@ def test_fallback_draws_on_the_host_from_the_key_bits():
     sparse = cjax.initializer("sparse(sparsity=0.2)")
     assert sparse == Sparse(sparsity=0.2, layout="jax")  # JAX's layout, since the spec named none
     shape = (40, 10)  # (in, out): each of the 10 units keeps int(0.2 * 40) = 8 inputs
+    torch_state = torch.get_rng_state()
     w = sparse(KEY, shape)
+    assert torch.equal(torch.get_rng_state(), torch_state)  # its own generator: torch's global one untouched
+    assert sparse(KEY, shape, jnp.bfloat16).dtype == jnp.bfloat16
     assert isinstance(w, jax.Array) and ((np.asarray(w) != 0).sum(0) == 8).all()
     np.testing.assert_array_equal(np.asarray(w), np.asarray(jax.jit(sparse, static_argnums=1)(KEY, shape)))
     seed = cjax.key_seed(jax.random.key_data(KEY))

@@ -38,6 +38,10 @@ def test_backend_and_types():
     assert keras.initializers.get(ini) is ini
     assert keras.saving.get_registered_object("initlab>ForActivation") is ik.ForActivation
     assert isinstance(ini((4, 4)), torch.Tensor)  # the torch backend's tensors
+    assert ini((4, 4)).dtype == torch.float32  # dtype None: keras.config.floatx()
+    for dtype, expected in (("bfloat16", torch.bfloat16), ("float64", torch.float64)):
+        assert ini((4, 4), dtype=dtype).dtype == expected
+        assert ik.KerasInitializer("sparse", seed=0)((4, 4), dtype=dtype).dtype == expected  # the host path
 
 
 # --- Keras' own RNG ------------------------------------------------------------------------------------
