@@ -97,6 +97,8 @@ def test_flax_style_usage_jit_split_keys_and_dtypes():
     w = init(KEY, shape, jnp.bfloat16)
     assert w.dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(w)))
     assert init(KEY, shape=(0, 4)).shape == (0, 4)
+    sharding = jax.sharding.NamedSharding(jax.make_mesh((1,), ("x",)), jax.sharding.PartitionSpec("x", None))
+    assert init(KEY, shape, jnp.float32, out_sharding=sharding).sharding == sharding  # the protocol's 4th argument
 
 
 def test_fallback_draws_on_the_host_from_the_key_bits():
