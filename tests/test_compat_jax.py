@@ -50,7 +50,7 @@ PAIRS = [
 ]
 
 
-@pytest.mark.parametrize("ours, theirs", PAIRS, ids=lambda p: repr(p)[:40])
+@pytest.mark.parametrize("ours, theirs", PAIRS, ids=[f"{i}-{type(o).__name__}" for i, (o, _) in enumerate(PAIRS)])
 def test_presets_draw_what_jax_draws_from_the_same_key(ours, theirs):
     shape = (3, 3, 16, 32)
     a, b = ours(KEY, shape, jnp.float32), theirs(KEY, shape, jnp.float32)

@@ -56,7 +56,7 @@ PAIRS = [
 ]
 
 
-@pytest.mark.parametrize("preset, theirs", PAIRS, ids=lambda p: repr(p)[:30])
+@pytest.mark.parametrize("preset, theirs", PAIRS, ids=[f"{i}-{type(p).__name__}" for i, (p, _) in enumerate(PAIRS)])
 def test_wrapped_presets_draw_what_keras_draws_for_the_same_seed(preset, theirs):
     shape = (3, 3, 16, 32)
     ours = ik.KerasInitializer(preset, seed=11)(shape, dtype="float32")
