@@ -324,7 +324,7 @@ CONSTRUCTOR_CASES = [
     case("vs-in-axis-alone", lambda c: VarianceScaling(in_axis=0), V, "in_axis"),
     case("vs-float-axis", lambda c: VarianceScaling(in_axis=1.5, out_axis=0), T, "in_axis"),
     case("vs-repeated-axes", lambda c: VarianceScaling(in_axis=(0, 0), out_axis=1), V, "in_axis"),
-    case("vs-empty-out-axes", lambda c: VarianceScaling(in_axis=0, out_axis=[]), V, "out_axis"),
+    case("vs-repeated-out-axes", lambda c: VarianceScaling(in_axis=0, out_axis=[1, 1]), V, "out_axis"),
     case("vs-int-torch-compatible", lambda c: VarianceScaling(torch_compatible=1), T, "torch_compatible"),
     case("normal-400-digit-std", lambda c: Normal(std=10**400), V, "std"),
     case("constant-400-digit-value", lambda c: Constant(-(10**400)), V, "value"),

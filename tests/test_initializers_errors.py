@@ -391,7 +391,7 @@ def test_a_truncation_interval_narrower_than_the_precision_is_a_point():
 
 
 def test_fan_axes_and_flags_are_checked_at_construction():
-    with pytest.raises(TypeError, match=r"in_axis must be None, an int or a non-empty sequence of distinct ints"):
+    with pytest.raises(TypeError, match=r"in_axis must be None, an int or a sequence of distinct ints"):
         VarianceScaling(in_axis="a", out_axis="b")
     with pytest.raises(ValueError, match=r"in_axis must be .*; got \(0, 0\)"):
         VarianceScaling(in_axis=(0, 0), out_axis=1)
@@ -399,3 +399,5 @@ def test_fan_axes_and_flags_are_checked_at_construction():
         HeNormal(torch_compatible="no")
     ok = VarianceScaling(2.0, in_axis=[np.int64(-2)], out_axis=(-1,))  # numpy ints and lists are fine
     assert ok.fans_of((3, 4)) == initlab.fans((3, 4), "keras")
+    # no axis (JAX's convention): the fan is the receptive field alone, a depthwise kernel's fan_in
+    assert VarianceScaling(in_axis=[], out_axis=[2, 3]).fans_of((3, 3, 8, 2)).fan_in == 9

@@ -203,3 +203,28 @@ def test_the_tools_agree_on_every_layer(name):
         lsuv_report = initlab.lsuv(rm.model, rm.inputs, seed=0)
     for r in lsuv_report.layers:
         assert kinds[r.module] in MATRIX_KINDS and r.kind == kinds[r.module]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_built_on_meta_and_materialized_equals_initialized_in_place(name):
+    """The meta device has no values, so whatever the tracer reads from values (an RMSNorm's gain is a norm
+    gain because the tensor it scales has rows of mean square 1) must come from how the tensor was made.
+    With counter-based values the two routes give the same plan and the same bits."""
+    rm = realmodels.build(name)
+    with torch.device("meta"):
+        meta = realmodels.build(name)
+    assert all(p.is_meta for p in meta.model.parameters())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        here = initlab.init_model(rm.model, example_inputs=rm.inputs, seed=0, **rm.init_kwargs)
+        there = initlab.init_model(meta.model, example_inputs=rm.inputs, seed=0, device="cpu", **rm.init_kwargs)
+    assert [(e.name, e.role, e.initializer) for e in there.entries] == \
+        [(e.name, e.role, e.initializer) for e in here.entries]
+    assert there.untouched == here.untouched == []
+    mine = dict(rm.model.named_parameters())
+    kept = {e.name for e in there.entries if e.role == "layer_scale"}
+    for pname, p in meta.model.named_parameters():
+        assert not p.is_meta and torch.equal(p, torch.zeros_like(p) if pname in kept else mine[pname]), pname
+    # a layer scale's built value does not exist on meta: zeros, and the report says so
+    assert bool(kept) == any("materialized as zeros" in w and "layer scale" in w for w in there.warnings)
+    assert bool(kept) == (name == "convnext")

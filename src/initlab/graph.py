@@ -561,10 +561,13 @@ def _fx_replay(node: torch.fx.Node, index: dict, consts: dict) -> Callable[[dict
 _MATMUL_NAMES = {"linear", "addmm", "mm", "matmul", "bmm", "baddbmm", "addmv", "mv", "einsum", "bilinear"}
 
 
-def _normalized(x: torch.Tensor, p: torch.Tensor) -> bool:
+def _normalized(x: torch.Tensor, p: torch.Tensor, normed: set[int] | None = None) -> bool:
     """True when ``x`` (multiplied by ``p``) is normalized over the axes ``p`` spans: every row's mean square
-    over them is 1 (LayerNorm / RMSNorm), or every channel's over the others (BatchNorm in training)."""
-    if x.is_meta or not x.is_floating_point() or x.numel() < 2 or p.dim() == 0 or p.dim() > x.dim():
+    over them is 1 (LayerNorm / RMSNorm), or every channel's over the others (BatchNorm in training). A meta
+    tensor has no values: it is normalized when the tracer saw a normalizer make it (``normed``, ids)."""
+    if x.is_meta:
+        return normed is not None and id(x) in normed and p.dim() >= 1 and x.dim() >= p.dim()
+    if not x.is_floating_point() or x.numel() < 2 or p.dim() == 0 or p.dim() > x.dim():
         return False
     feat = [x.dim() - p.dim() + i for i, n in enumerate(p.shape) if n > 1]
     if not feat or any(x.shape[d] != p.shape[d - x.dim() + p.dim()] for d in feat):
@@ -601,7 +604,7 @@ def _matmul_axes(name: str, p: torch.Tensor, data: list[torch.Tensor], out: torc
 
 
 def _classify_use(name: str, p: torch.Tensor, k: int, params: list[torch.Tensor], data: list[torch.Tensor],
-                  out: torch.Tensor | None, tags: dict[int, str]) -> Use:
+                  out: torch.Tensor | None, tags: dict[int, str], normed: set[int] | None = None) -> Use:
     """What a call named ``name`` does with its ``k``-th parameter ``p`` (``Use.param`` etc. set by the caller)."""
     kind = _NAME_KINDS.get(name)
     if kind == "norm":  # F.layer_norm(x, shape, weight, bias): the first parameter scales, the second shifts
@@ -619,11 +622,80 @@ def _classify_use(name: str, p: torch.Tensor, k: int, params: list[torch.Tensor]
         return Use("", "concat")
     others = [t for t in data if t.dim() > 0] + [t for t in params if t is not p]
     if name in ("mul", "truediv"):
-        return Use("", "mul", normalized=any(_normalized(x, p) for x in others if x.shape != p.shape or x.dim() > 1))
+        return Use("", "mul", normalized=any(_normalized(x, p, normed) for x in others
+                                             if x.shape != p.shape or x.dim() > 1))
     if name in ("add", "sub"):
         return Use("", "add", after=next((tags[id(x)] for x in others if id(x) in tags), None))
     return Use("", "other")
 
+
+
+_CASTS = {"to", "float", "half", "bfloat16", "double", "type", "type_as", "contiguous", "clone", "detach"}
+
+
+class _MetaNorms:
+    """Which meta tensors are normalized, from how they were made (values are not there to check):
+    the output of a normalization function (layer_norm, rms_norm, batch_norm, group_norm, instance_norm),
+    or ``x * rsqrt(mean(x^2) + eps)`` / ``x / sqrt(mean(x^2) + eps)`` (RMSNorm and T5's norm written out),
+    through dtype casts. Ids are kept valid by the runtime's ``alive`` list."""
+
+    def __init__(self) -> None:
+        self.root: dict[int, int] = {}  # id(cast of x) -> id(x)
+        self.sym: dict[int, tuple[str, int]] = {}  # id -> ("sq" | "ms" | "inv" | "rms", id(root x))
+        self.normed: set[int] = set()
+        self.alive: list[torch.Tensor] = []
+
+    def _id(self, t: Any) -> int | None:
+        return self.root.get(id(t), id(t)) if isinstance(t, torch.Tensor) else None
+
+    def _keep(self, t: torch.Tensor) -> None:
+        self.alive.append(t)
+
+    def record(self, name: str, args: tuple, kwargs: dict, out: torch.Tensor) -> None:
+        tensors = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        if not tensors:
+            return
+        x = tensors[0]
+        if _NAME_KINDS.get(name) == "norm" and name != "normalize":
+            self.normed.add(id(out))
+        elif name in _CASTS:
+            self.root[id(out)] = self._id(x)
+            if id(x) in self.normed:
+                self.normed.add(id(out))
+            if id(x) in self.sym:
+                self.sym[id(out)] = self.sym[id(x)]
+        elif name in ("pow", "square") and (name == "square" or (len(args) > 1 and args[1] == 2)):
+            self.sym[id(out)] = ("sq", self._id(x))
+        elif name == "mean" and self.sym.get(id(x), ("",))[0] == "sq":
+            self.sym[id(out)] = ("ms", self.sym[id(x)][1])
+        elif name == "add" and len(tensors) == 1 and self.sym.get(id(x), ("",))[0] == "ms":
+            self.sym[id(out)] = self.sym[id(x)]  # + eps
+        elif name in ("rsqrt", "sqrt") and self.sym.get(id(x), ("",))[0] == "ms":
+            self.sym[id(out)] = ("inv" if name == "rsqrt" else "rms", self.sym[id(x)][1])
+        elif name == "reciprocal" and self.sym.get(id(x), ("",))[0] == "rms":
+            self.sym[id(out)] = ("inv", self.sym[id(x)][1])
+        elif name in ("mul", "truediv") and len(tensors) == 2:
+            if tensors[0] is tensors[1] and name == "mul":
+                self.sym[id(out)] = ("sq", self._id(x))
+            else:
+                self.combine(name, tensors, out)
+                return
+        else:
+            return
+        self._keep(out)
+
+    def combine(self, name: str, pair: list[torch.Tensor], out: torch.Tensor) -> None:
+        """``x * inv_rms(x)`` or ``x / rms(x)`` (either order for the product) is normalized."""
+        if not out.is_meta:
+            return
+        want = "inv" if name == "mul" else "rms"
+        orders = [(pair[0], pair[1]), (pair[1], pair[0])] if name == "mul" else [(pair[0], pair[1])]
+        for x, r in orders:
+            kind, root = self.sym.get(id(r), ("", None))
+            if kind == want and root == self._id(x):
+                self.normed.add(id(out))
+                self._keep(out)
+                return
 
 
 class _Ref:
@@ -633,6 +705,17 @@ class _Ref:
         self.index = index
 
 
+# A meta tensor has no values, so ``if mask.all():`` cannot be decided. A model built on the meta device
+# (a transformers model checking "no packed sequences" or "no padding") takes the branch where the condition
+# holds: the common case, and the branch taken on ordinary inputs. Only boolean conditions are answered;
+# an integer ``.item()`` on meta still fails (and is reported as a problem with the inputs).
+_META_CONDITIONS = (torch.Tensor.__bool__, torch.Tensor.item)
+
+
+def _meta_condition(t: Any) -> bool:
+    return isinstance(t, torch.Tensor) and t.is_meta and t.dtype == torch.bool and t.numel() == 1
+
+
 class _Recorder(torch.overrides.TorchFunctionMode):
     def __init__(self, rt: _Runtime):
         super().__init__()
@@ -640,6 +723,8 @@ class _Recorder(torch.overrides.TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func in _META_CONDITIONS and args and _meta_condition(args[0]):
+            return True  # a data-dependent condition on the meta device: the usual branch (see _META_CONDITIONS)
         out = func(*args, **kwargs)
         op = self.rt.record_function(func, args, kwargs, out) if not self.rt.stack else None
         self.rt.record_uses(func, args, kwargs, out, op)
@@ -658,6 +743,7 @@ class _Runtime:
         self.tags: dict[int, str] = {}  # id(tensor) -> "norm" / "matmul" / "conv": what produced it
         self.views: dict[int, nn.Parameter] = {}  # id(tensor) -> the parameter it is a reshaped view of
         self.scaled: dict[int, tuple[Use, nn.Parameter, torch.Tensor]] = {}  # id(p * x) -> (use, p, x)
+        self.meta = _MetaNorms()  # on the meta device, where values cannot say what is normalized
 
     def _normalized_later(self, leaves: list[Any], name: str, result: torch.Tensor) -> None:
         """``self.weight * x * rsqrt(mean(x^2))``: the gain multiplies x first and the normalizer after, so
@@ -672,7 +758,8 @@ class _Runtime:
                 continue
             with torch.no_grad():
                 factor = x * others[0] if name == "mul" else x / others[0]
-            if _normalized(factor, p):
+            self.meta.combine(name, [x, others[0]], factor)
+            if _normalized(factor, p, self.meta.normed):
                 use.normalized = True
             else:
                 self.scaled[id(result)] = (use, p, factor)  # the normalizer may still come
@@ -684,6 +771,8 @@ class _Runtime:
         name = canon_name(func)
         params = [self.views.get(id(t), t) for t in leaves if isinstance(t, nn.Parameter) or id(t) in self.views]
         result = out if isinstance(out, torch.Tensor) else None
+        if result is not None and result.is_meta:
+            self.meta.record(name, args, kwargs, result)
         if result is None and not any(isinstance(t, torch.Tensor) for t in pytree.tree_leaves(out)):
             return  # self.weight.dtype, .shape, .numel(): reading the parameter, not using its values
         if params and result is not None and (_NAME_KINDS.get(name) == "reshape" or func is operator.getitem):
@@ -704,7 +793,7 @@ class _Runtime:
             pname = self.b.param_name.get(id(p))
             if pname is None:
                 continue
-            use = _classify_use(name, p, k, params, data, result, self.tags)
+            use = _classify_use(name, p, k, params, data, result, self.tags, self.meta.normed)
             use.param, use.module, use.op, use.func = pname, module, op, name
             if use.how == "mul" and not use.normalized and result is not None and len(data) == 1:
                 self.scaled[id(result)] = (use, p, data[0])  # weight * x, normalized later perhaps

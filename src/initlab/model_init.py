@@ -769,6 +769,7 @@ def _assign(model: nn.Module, ordered: list[_Plan], new_values: dict[str, torch.
             else:
                 _assign_one(pl.param, new)
                 done.append((pl.param, new))
+        kept_on_meta: list[str] = []
         if device is not None:
             for name in list(untouched) + [pl.name for pl in ordered if pl.keep]:
                 p = all_params[name]
@@ -779,7 +780,15 @@ def _assign(model: nn.Module, ordered: list[_Plan], new_values: dict[str, torch.
                     replaced.append((p, fresh))
                     if name in untouched:
                         untouched[name] += " (materialized as zeros)"
+                    else:
+                        kept_on_meta.append(name)
             meta_buffers = _materialize_buffers(model, device, warnings)
+        if kept_on_meta:
+            shown = ", ".join(kept_on_meta[:4]) + (", ..." if len(kept_on_meta) > 4 else "")
+            warnings.append(f"{len(kept_on_meta)} parameter(s) whose built value is kept (a layer scale: {shown}) "
+                            "were on the meta device, where that value does not exist: they were materialized as "
+                            "zeros, so those branches start switched off (as ReZero); give them a rule for the "
+                            f"value the model intends, e.g. rules=[({kept_on_meta[0]!r}, 'constant(1e-6)')]")
     except BaseException:
         for param, old_values in reversed(done):
             with torch.no_grad():

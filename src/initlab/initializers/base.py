@@ -259,16 +259,17 @@ class FanBased(Initializer):
 
 
 def _check_axes(value: Any, name: str) -> int | tuple[int, ...] | None:
-    """None, an int, or a non-empty sequence of distinct ints (axes of the weight; their range is checked against
-    the shape when it is known)."""
-    accepted = "None, an int or a non-empty sequence of distinct ints (axes of the weight)"
+    """None, an int, or a sequence of distinct ints (axes of the weight; their range is checked against the shape
+    when it is known). An empty sequence is JAX's convention for "no axis": the fan is the receptive field alone
+    (a depthwise kernel's fan_in)."""
+    accepted = "None, an int or a sequence of distinct ints (axes of the weight)"
     if value is None:
         return None
     if _is_int(value):
         return int(value)
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not all(map(_is_int, value)):
         raise TypeError(f"{name} must be {accepted}; got {value!r} ({type(value).__name__})")
-    if not value or len(set(map(int, value))) != len(value):
+    if len(set(map(int, value))) != len(value):
         raise ValueError(f"{name} must be {accepted}; got {value!r}")
     return tuple(int(a) for a in value)
 
