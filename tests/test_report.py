@@ -122,7 +122,7 @@ def test_figure_arguments_are_checked(results):
     with pytest.raises(ValueError, match="empty"):
         plot_activations({})
     with pytest.raises(ValueError, match="sharex"):
-        plot_activations(results, sharex="none")
+        plot_activations(results, sharex="rows")
     with pytest.raises(ValueError, match="not recorded"):
         plot_activations(results, layers=["nope"])
 

@@ -150,6 +150,8 @@ def plot_activations(results: Any, path: str | Path | None = None, *, layers: An
         raise ValueError("nothing to plot: no recorded layer in the results")
     ncols = len(columns)
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     figsize = figsize or (3.2 * ncols + 0.8, 1.15 * nrows + 1.0)
     fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False,
                              sharex={"none": False, "col": "col", "all": True, "row": "row"}[sharex])
@@ -168,6 +170,7 @@ def plot_activations(results: Any, path: str | Path | None = None, *, layers: An
             total = max(s.count - zeros, 1)
             if counts.size:
                 ax.stairs(counts / total, edges, fill=True, color=color, alpha=0.85)
+            ax.xaxis.set_major_locator(MaxNLocator(5))
             note = f"std {s.act_std:.3g}"
             if zeros:
                 note += f"\n{zeros / max(s.count, 1):.0%} zeros"

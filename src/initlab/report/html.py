@@ -25,7 +25,7 @@ color:#222;padding:0 1em}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.82em;font-variant-numeric:tabular-nums}
 td,th{padding:.25em .6em;border-bottom:1px solid #eee;text-align:right}td:first-child,th:first-child,
-td.t{text-align:left}th{background:#f6f6f6}tr.error td:first-child{color:#b00020;font-weight:600}
+td.t,th.t{text-align:left}th{background:#f6f6f6}tr.error td:first-child{color:#b00020;font-weight:600}
 tr.warning td:first-child{color:#a86400;font-weight:600}
 .v{border-left:4px solid #a86400;background:#fff8ec;padding:.5em .9em;margin:.6em 0}
 .v.error{border-color:#b00020;background:#fff0f2}.ok{border-left:4px solid #2e7d32;background:#eef8ef;
@@ -53,8 +53,8 @@ def _table(result: Any) -> str:
         for name in v.layers or ((v.layer,) if v.layer else ()):
             if severity.get(name) != "error":
                 severity[name] = v.severity
-    rows = ["<tr>" + "".join(f'<th title="{html.escape(c.meaning)}">{html.escape(c.header)}</th>'
-                             for c in PROBE_COLUMNS) + "</tr>"]
+    rows = ["<tr>" + "".join(f'<th{" class=t" if c.kind == "text" else ""} title="{html.escape(c.meaning)}">'
+                             f"{html.escape(c.header)}</th>" for c in PROBE_COLUMNS) + "</tr>"]
     for s in result.layers:
         cls = f' class="{severity[s.name]}"' if s.name in severity else ""
         cells = [f'<td class="t">{html.escape(cell_text(c, getattr(s, c.field)))}</td>' if c.kind == "text" else
@@ -126,8 +126,15 @@ def to_html(results: Any, path: str | Path, *, title: str | None = None, figures
     if figures:
         body.append("<h2>Activation histograms</h2>")
         body.append(f'<img alt="activation histograms" src="{figure_data_uri(plot_activations(results))}">')
+        body.append('<p class="meta">One row per layer output, one column per result. Each panel has its own '
+                    "x-range (the std printed in it gives the scale); bars are shares of the values, exact zeros "
+                    "(half of a ReLU's output) are left out and counted as \"zeros\". The factor under each "
+                    "label is the per-layer std factor the depth verdicts fit, rounded as they are.</p>")
         body.append("<h2>Forward and backward profile</h2>")
         body.append(f'<img alt="std per layer" src="{figure_data_uri(plot_profile(results))}">')
+        body.append('<p class="meta">Std of each Linear/Conv output (forward) and of the loss gradient at it '
+                    "(backward), log scale; every axis spans at least a factor 10, so the few-percent noise of a "
+                    "healthy network stays a flat line.</p>")
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
     return atomic_text(p, page, "path")
