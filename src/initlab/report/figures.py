@@ -303,15 +303,18 @@ def log_limits(values: Sequence[float], min_span: float = MIN_LOG_SPAN) -> tuple
     return lo, hi
 
 
-def robust_ylim(values: Any, *, quantile: float = 0.98, margin: float = 0.08, min_span: float = 0.0,
-                around: float | None = None) -> tuple[float, float]:
-    """Linear y-limits that the bulk of ``values`` sets, not one outlier: the range from the lowest value to
-    the ``quantile`` of the finite values (so one seed's initial loss of 15.6 among curves near 2 does not
-    flatten them), plus a ``margin`` of the span on each side; at least ``min_span`` wide, and containing
-    ``around`` when given (ratio plots: ``around=1, min_span=0.5`` keep 1 in view and noise small).
+def robust_ylim(values: Any, *, fence: float = 3.0, max_share: float = 0.05, margin: float = 0.08,
+                min_span: float = 0.0, around: float | None = None) -> tuple[float, float]:
+    """Linear y-limits that the bulk of ``values`` sets, not one outlier.
 
-    For the depth experiment's loss curves: ``ax.set_ylim(*robust_ylim(all_losses))`` and
-    :func:`mark_clipped` for the points left above.
+    Values above Tukey's far fence ``Q3 + fence * IQR`` are left out when they are at most ``max_share``
+    of the finite values (so one seed's initial loss of 15.6 among curves near 2 does not flatten them);
+    a whole curve up there is more than a few points and keeps its place. Then a ``margin`` of the span
+    on each side; at least ``min_span`` wide; containing ``around`` when given (ratio plots:
+    ``around=1, min_span=0.5`` keep 1 in view and a 1 % wobble small).
+
+    For loss curves: ``ax.set_ylim(*robust_ylim(all_losses))`` then :func:`mark_clipped` for the points
+    left above.
 
     >>> robust_ylim([2.3, 2.2, 2.0, 1.5, 1.0] * 20 + [15.6], margin=0.0)
     (1.0, 2.3)
@@ -322,7 +325,10 @@ def robust_ylim(values: Any, *, quantile: float = 0.98, margin: float = 0.08, mi
     v = v[np.isfinite(v)]
     if v.size == 0:
         return (0.0, 1.0) if around is None else (around - 0.5, around + 0.5)
-    lo, hi = float(v.min()), float(np.quantile(v, quantile, method="higher"))
+    q1, q3 = np.quantile(v, [0.25, 0.75])
+    far = v > q3 + fence * (q3 - q1)
+    kept = v[~far] if 0 < far.sum() <= max_share * v.size else v
+    lo, hi = float(kept.min()), float(kept.max())
     if around is not None:
         lo, hi = min(lo, around), max(hi, around)
     span = hi - lo
