@@ -43,8 +43,8 @@ PROBE_COLUMNS: tuple[ProbeColumn, ...] = (
                 "never positive); such units get no gradient"),
     ProbeColumn("sat", "frac_saturated", "percent", "logistic / tanh only: fraction saturated (pre-activations "
                 "outside [-4, 4], or outputs within 0.01 of the bounds)"),
-    ProbeColumn("sym", "symmetric_units", "count", "units identical to another unit (same weights, or same output "
-                "on every example): a symmetry training never breaks"),
+    ProbeColumn("sym", "symmetric_units", "count", "units identical to another unit (same weights, or the same "
+                "output on every input of the batch): a symmetry training never breaks"),
     ProbeColumn("grad std", "grad_std", "number", "std of the gradient of the loss with respect to this output"),
     ProbeColumn("w std", "weight_std", "number", "std of the layer's weight"),
     ProbeColumn("gw/w", "grad_weight_ratio", "number", "std of the weight's gradient / std of the weight: the "
