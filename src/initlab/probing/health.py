@@ -59,7 +59,7 @@ from typing import Any
 
 import numpy as np
 
-from initlab._format import fmt_factor
+from initlab._format import fmt_factor, fmt_number
 from initlab.probing.stats import RELU_FAMILY, InputStats, LayerStats
 from initlab.semantics import CHAIN_KINDS
 
@@ -219,7 +219,7 @@ def fit_factor(values: Sequence[float]) -> float:
 
 
 def _fmt(x: float) -> str:
-    return f"{x:.3g}"
+    return fmt_number(x)
 
 
 def _common_activation(chain: Sequence[LayerStats]) -> str | None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from initlab._format import fmt_factor
+from initlab._format import fmt_factor, fmt_number, fmt_percent
 from initlab._io import atomic_figure
 from initlab.probing.health import fit_factor
 from initlab.probing.result import ProbeData as ProbeResult  # the data, not the class that renders it
@@ -171,9 +171,9 @@ def plot_activations(results: Any, path: str | Path | None = None, *, layers: An
             if counts.size:
                 ax.stairs(counts / total, edges, fill=True, color=color, alpha=0.85)
             ax.xaxis.set_major_locator(MaxNLocator(5))
-            note = f"std {s.act_std:.3g}"
+            note = f"std {fmt_number(s.act_std)}"
             if zeros:
-                note += f"\n{zeros / max(s.count, 1):.0%} zeros"
+                note += f"\n{fmt_percent(zeros / max(s.count, 1))} zeros"
             ax.text(0.98, 0.9, note, transform=ax.transAxes, ha="right", va="top", fontsize=7)
             if j == 0:
                 name = s.name if len(s.name) <= 14 else "…" + s.name[-13:]
