@@ -191,3 +191,34 @@ def test_the_checker_sees_a_broken_and_a_blank_image(browser, tmp_path):
     assert any("notDefined" in e for e in seen["errors"]) and any("notDefined" in e for e in seen["console"])
     assert one_pixel["colours"] == 1 and one_pixel["dark"] == 0
     assert seen["tables"] == 0 and seen["verdicts"] == [] and seen["legend"] == []
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine (make test cannot run here)")
+@pytest.mark.parametrize("apt_status", [0, 100])
+def test_make_installs_chromium_when_it_is_missing(tmp_path, apt_status):
+    """The Makefile's `browser` step, on a PATH without chromium: as root it calls apt-get (a fake one here);
+    when that fails, or without root or sudo, it says how to install it; INITLAB_NO_BROWSER=1 skips it."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for tool in ("id", "env"):
+        (fake / tool).symlink_to(shutil.which(tool))
+    (fake / "apt-get").write_text(f'#!/bin/sh\necho "apt-get $*" >> {tmp_path}/calls\nexit {apt_status}\n')
+    (fake / "apt-get").chmod(0o755)
+    env = {"PATH": str(fake), "HOME": str(tmp_path)}
+
+    def make(**extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([shutil.which("make"), "-s", "-C", str(ROOT), "browser"], capture_output=True,
+                              text=True, env={**env, **extra}, timeout=60)
+
+    done = make()
+    calls = (tmp_path / "calls").read_text() if (tmp_path / "calls").exists() else ""
+    if os.geteuid() == 0:
+        assert calls.startswith("apt-get update")
+        assert ("apt-get install -y -qq chromium" in calls) == (apt_status == 0)  # a failed update stops there
+        assert ("could not install chromium" in done.stderr) == (apt_status != 0)
+    else:  # no sudo on this PATH
+        assert calls == "" and "could not install chromium" in done.stderr
+    assert done.returncode == 0  # the set-up goes on; the browser test is what fails, and says why
+    (tmp_path / "calls").unlink(missing_ok=True)
+    skipped = make(INITLAB_NO_BROWSER="1")
+    assert not (tmp_path / "calls").exists() and skipped.stderr == "" and skipped.returncode == 0
