@@ -182,3 +182,57 @@ def test_each_formula_is_stated_once_and_the_registry_reads_it():
 
     with pytest.raises(ValueError, match="states no formula"):
         registry.register(NoFormula)
+
+
+# Data, theory and rendering depend one way (issue 16: the circle probing -> report -> theory -> probing).
+# A module may import modules of its own layer or of a layer above it in this list, never one below.
+LAYERS = (
+    ("formatting", ("initlab._format", "initlab.report.table")),  # numbers and text tables; a leaf
+    ("probe data", ("initlab.probing.stats", "initlab.probing.health", "initlab.probing.result",
+                    "initlab.probing.hooks")),
+    ("theory", ("initlab.theory",)),  # predictions and comparisons; read probe data, never render it
+    ("rendering", ("initlab.report",)),  # columns, figures, HTML: read probe data and theory
+    ("tools", ("initlab.probing.probe", "initlab.probing.monitor", "initlab.probing")),  # make data, render it
+)
+
+
+def layer_of(module: str) -> int | None:
+    """The index in LAYERS of the most specific prefix naming ``module`` (None: outside these layers)."""
+    best, length = None, -1
+    for k, (_, prefixes) in enumerate(LAYERS):
+        for p in prefixes:
+            if (module == p or module.startswith(p + ".")) and len(p) > length:
+                best, length = k, len(p)
+    return best
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    out = []
+    for mod, deps in graph.items():
+        k = layer_of(mod)
+        for d in deps:
+            j = layer_of(d)
+            if k is not None and j is not None and j > k:
+                out.append(f"{mod} ({LAYERS[k][0]}) imports {d} ({LAYERS[j][0]})")
+    return sorted(out)
+
+
+def test_data_theory_and_rendering_depend_one_way():
+    graph = import_graph()
+    assert layer_violations(graph) == []
+    # the layers are real: rendering reads probe data, tools render, the theory reads probe data
+    assert "initlab.probing.result" in graph["initlab.report.figures"]
+    assert "initlab.report.html" in graph["initlab.probing.probe"]
+    assert "initlab.probing.result" in graph["initlab.theory.propagate"]
+    assert graph["initlab._format"] == set()
+
+
+def test_layer_check_catches_an_import_against_the_direction():  # the check above can fail
+    graph = {m: set(d) for m, d in import_graph().items()}
+    graph["initlab.theory.propagate"].add("initlab.probing.probe")  # what as_probe_result used to import
+    graph["initlab.probing.result"].add("initlab.report.figures")
+    assert layer_violations(graph) == [
+        "initlab.probing.result (probe data) imports initlab.report.figures (rendering)",
+        "initlab.theory.propagate (theory) imports initlab.probing.probe (tools)"]
+    assert layer_of("initlab.report.table") == 0 and layer_of("initlab.report.html") == 3
+    assert layer_of("initlab.probing.stats") == 1 and layer_of("initlab.probing") == 4

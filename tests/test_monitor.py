@@ -92,8 +92,8 @@ def test_monitor_leaves_rng_and_plots(gen, tmp_path):
     assert torch.equal(torch.rand(2), expected)
     fig = mon.plot(tmp_path / "mon.png")
     assert (tmp_path / "mon.png").stat().st_size > 3000
-    # one image per layer output (ReLU, Tanh, output layer) and the std under each
-    assert len(fig.axes) == 6
+    # one image per layer output (ReLU, Tanh, output layer), the std under each, and one colour bar
+    assert len(fig.axes) == 7 and fig.axes[-1].get_ylabel() == "log(1 + count) per bin"
     d = mon.to_dict()
     assert d["steps"] == [0, 2, 4] and set(d["history"][0]) == set(mon.names)
     import matplotlib.pyplot as plt

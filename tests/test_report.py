@@ -122,7 +122,7 @@ def test_figure_arguments_are_checked(results):
     with pytest.raises(ValueError, match="empty"):
         plot_activations({})
     with pytest.raises(ValueError, match="sharex"):
-        plot_activations(results, sharex="none")
+        plot_activations(results, sharex="rows")
     with pytest.raises(ValueError, match="not recorded"):
         plot_activations(results, layers=["nope"])
 
@@ -224,3 +224,169 @@ def test_cli_doctor_with_data(user_module, capsys):
     assert main(["doctor", "doctor_nets:good", "--data", "batch.npz", "--labels"]) == 0
     assert "your data" in capsys.readouterr().out
     assert main(["doctor", "doctor_nets:good", "--input-shape", "8,32", "--labels"]) == 2
+
+
+# --------------------------------------------------------------------------------------------------
+# report quality (issue 16): legends, scales, colour bars, one rounding rule
+
+
+def _tanh_net(gen, std, depth=6):
+    net = nn.Sequential(nn.Linear(16, 32), *[m for _ in range(depth) for m in (nn.Tanh(), nn.Linear(32, 32))])
+    for m in net:
+        if isinstance(m, nn.Linear):
+            initlab.Normal(std=std).init_(m.weight, generator=gen)
+            nn.init.zeros_(m.bias)
+    return net
+
+
+def test_percent_columns_print_zero_as_zero_percent(gen):
+    r = initlab.probe(_tanh_net(gen, 0.1, depth=2), torch.randn(64, 16, generator=gen))
+    lines = r.table(color=False).splitlines()
+    header = lines[1].split()
+    tanh_row = lines[3].split()  # the first tanh output: nothing exactly 0, nothing saturated
+    assert r[1].frac_zero == 0 and r[1].frac_saturated == 0
+    for col in ("zero", "dead", "sat"):
+        assert tanh_row[header.index(col)] == "0%"
+    assert T.fmt_percent(0) == "0%" and T.fmt_percent(0.5) == "50%" and T.fmt_percent(None) == "-"
+
+
+def test_every_column_is_explained_in_html_and_help(results, tmp_path, capsys):
+    from initlab.report.columns import PROBE_COLUMNS, describe
+
+    page = initlab.report.to_html(results, tmp_path / "r.html").read_text()
+    legend = page[page.index('<dl class="legend">'):]
+    for c in PROBE_COLUMNS:
+        assert f"<dt>{c.header}</dt><dd>{c.meaning}</dd>" in legend.replace("&#x27;", "'")
+        assert f'title="{c.meaning}"'.replace("'", "&#x27;") in page  # a tooltip on the header
+    assert "red</span>: the layer is named by an error verdict" in page and "yellow</span>" in page
+    with pytest.raises(SystemExit):
+        main(["probe", "--help"])
+    helptext = " ".join(capsys.readouterr().out.split())
+    for c in PROBE_COLUMNS:
+        assert f"{c.header} {c.meaning}" in helptext, c.header
+    with pytest.raises(ValueError, match="header must be one of"):
+        describe("speed")
+
+
+def test_each_histogram_panel_has_its_own_range_and_a_label(gen):
+    import matplotlib.pyplot as plt
+
+    r = initlab.probe(_tanh_net(gen, 0.05), torch.randn(128, 16, generator=gen))  # std shrinks x~0.28 per layer
+    stats = representations(r.layers)
+    fig = plot_activations(r)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    for ax, s in zip(axes, stats):
+        lo, hi = ax.get_xlim()
+        data = s.hist_edges[-1] - s.hist_edges[0]
+        assert data <= hi - lo <= 1.2 * data, (s.name, (lo, hi), data)  # scaled to its own histogram
+    assert axes[-1].get_xlabel().startswith("activation value") and axes[0].get_xlabel() == ""
+    shared = plot_activations(r, sharex="col")  # the old behaviour: one range, the deep layers a spike
+    spans = {round(ax.get_xlim()[1] - ax.get_xlim()[0], 12) for ax in shared.axes if ax.get_visible()}
+    assert len(spans) == 1
+    plt.close("all")
+
+
+def test_profile_axes_do_not_magnify_noise(gen):
+    import matplotlib.pyplot as plt
+
+    from initlab.report.figures import log_limits
+
+    # a healthy GELU net at He-like init: the std wobbles by a few percent from layer to layer
+    net = nn.Sequential(*[m for _ in range(6) for m in (nn.Linear(64, 64), nn.GELU())], nn.Linear(64, 4))
+    initlab.init_model(net, generator=gen)
+    r = initlab.probe(net, torch.randn(256, 64, generator=gen))
+    fwd = [s.act_std for s in r.profile()]
+    assert max(fwd) / min(fwd) < 2  # the wobble
+    fig = plot_profile(r)
+    for ax in fig.axes[:2]:
+        lo, hi = ax.get_ylim()
+        assert hi / lo >= 10 - 1e-9  # at least a decade: a few percent is a flat line, not a V
+        fig.canvas.draw()
+        labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+        assert labels and not any("e" in t or "10^" in t for t in labels), labels  # plain numbers
+    # negative control: data spanning more than the minimum keeps its own range
+    assert log_limits([1e-3, 10.0]) == pytest.approx((1e-3 / 1.1, 11.0))
+    plt.close("all")
+
+
+def test_robust_ylim_ignores_one_outlier_but_not_the_bulk():
+    from initlab.report.figures import mark_clipped, robust_ylim
+
+    # five seeds' loss curves near 2.3 -> 0.5; one seed starts at 15.6
+    curves = [[2.3 - 0.2 * k for k in range(10)] for _ in range(5)]
+    curves[3][0] = 15.6
+    lo, hi = robust_ylim(curves)
+    assert lo < 0.5 and 2.3 <= hi < 3.0
+    clean = robust_ylim([c for i, c in enumerate(curves) if i != 3])
+    assert clean == pytest.approx((lo, hi))
+    # negative control: when a whole curve is high it sets the limit
+    assert robust_ylim([[15.6 - k for k in range(10)]] + curves)[1] > 15.6
+    # ratio plots: 1 stays in view and a 1 % wobble gets a span of at least 0.5
+    lo, hi = robust_ylim([0.99, 1.01, 1.0], around=1.0, min_span=0.5)
+    assert lo <= 0.75 and hi >= 1.25
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    assert mark_clipped(ax, range(10), curves[3], (lo, 3.0)) == 1 and "15.6" in ax.texts[0].get_text()
+    plt.close(fig)
+
+
+def test_monitor_figure_has_a_colour_bar(gen):
+    import matplotlib.pyplot as plt
+
+    net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))
+    x = torch.randn(32, 8, generator=gen)
+    with initlab.Monitor(net, every=1) as mon:
+        for _ in range(3):
+            net(x)
+            mon.step()
+    fig = mon.plot()
+    bars = [ax for ax in fig.axes if ax.get_ylabel() == "log(1 + count) per bin"]
+    assert len(bars) == 1
+    images = [im for ax in fig.axes for im in ax.get_images()]
+    assert len({im.get_clim() for im in images}) == 1  # one colour scale for all panels: the bar reads for each
+    assert images[0].get_clim()[0] == 0 and images[0].get_clim()[1] > 0
+    plt.close("all")
+
+
+def test_verdict_and_figure_title_round_the_same_way(gen):
+    import matplotlib.pyplot as plt
+
+    from initlab._format import fmt_factor
+
+    r = initlab.probe(_tanh_net(gen, 0.05), torch.randn(128, 16, generator=gen))
+    v = next(v for v in r.verdicts if v.code == "vanishing_activations")
+    title = plot_activations({"small": r}).axes[0].get_title()
+    assert f"about {fmt_factor(v.value)} per layer" in v.message
+    assert f"std {fmt_factor(v.value)} per layer (fit)" in title
+    given = plot_activations({"small": r}, factors={"small": 0.7071}).axes[0].get_title()
+    assert given == "small\nstd x0.71 per layer"
+    assert (fmt_factor(0.7149), fmt_factor(0.715001), fmt_factor(2.004), fmt_factor(17.77)) == (
+        "x0.71", "x0.72", "x2.00", "x17.8")
+    plt.close("all")
+
+
+@pytest.mark.slow
+def test_activations_experiment_verdict_matches_its_figure(tmp_path, monkeypatch):
+    """The seed figure's column titles print the very factors of the verdict (one seed keeps it short)."""
+    import matplotlib.pyplot as plt
+
+    from initlab import experiments
+    from initlab._format import fmt_factor
+
+    titles = []
+    real = initlab.plot_activations
+
+    def spy(*args, **kwargs):
+        fig = real(*args, **kwargs)
+        titles.extend(ax.get_title() for ax in fig.axes if ax.get_title())
+        return fig
+
+    monkeypatch.setattr(initlab, "plot_activations", spy)
+    monkeypatch.setattr(plt, "close", lambda *a: None)
+    r = experiments.run("activations", quick=True, seeds=[0], out=tmp_path, progress=False)
+    factors = [fmt_factor(v["factor"]) for v in r["results"].values()]
+    assert r["verdict"]["measured"].startswith(", ".join(factors))
+    assert [t.splitlines()[1] for t in titles] == [f"std {f} per layer" for f in factors]
+    monkeypatch.undo()
+    plt.close("all")

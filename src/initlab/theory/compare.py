@@ -76,7 +76,7 @@ class Comparison:
         """One line per layer: predicted, measured and ratio for forward and backward side by side.
 
         Ratios off by more than 10% are yellow, by more than a factor 2 red (when colour is on)."""
-        from initlab.report.table import Column, render
+        from initlab._format import Column, render
 
         by_name: dict[str, dict[str, ComparisonRow]] = {}
         for r in self.rows:

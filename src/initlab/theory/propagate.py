@@ -161,7 +161,7 @@ class Prediction:
 
     def table(self, color: bool | None = None) -> str:
         """Terminal table: one row per layer, then the gaps and notes."""
-        from initlab.report.table import Column, render
+        from initlab._format import Column, render
 
         cols = [Column(lambda lp: lp.name or "<root>", "layer"), Column("kind"), Column("forward_mean", "fwd mean"),
                 Column("forward_std", "fwd std"), Column("grad_std", "grad std")]
@@ -176,16 +176,17 @@ class Prediction:
         return self.table(color=False)
 
     def as_probe_result(self, grad_scale: float = 1.0) -> Any:
-        """The prediction dressed as an :class:`initlab.ProbeResult` (``act_std``/``grad_std`` per layer), so
+        """The prediction dressed as probe data (:class:`initlab.probing.result.ProbeData`: ``act_std`` /
+        ``grad_std`` per layer), so
         the probe's figures draw it: ``initlab.plot_profile({"measured": r, "theory": p.as_probe_result()})``.
         ``grad_scale`` multiplies the gradient std (``1 / batch`` matches a probe's default cotangent)."""
-        from initlab.probing.probe import ProbeResult
+        from initlab.probing.result import ProbeData
         from initlab.probing.stats import LayerStats
 
         stats = [LayerStats(name=lp.name, kind=lp.kind, index=k, act_mean=lp.forward_mean, act_std=lp.forward_std,
                             grad_std=lp.grad_std * grad_scale, is_layer=True, normalized=lp.normalized)
                  for k, lp in enumerate(self.layers)]
-        return ProbeResult(layers=stats, backward="theory", method=self.method, notes=list(self.gaps))
+        return ProbeData(layers=stats, backward="theory", method=self.method, notes=list(self.gaps))
 
 
 class _Gap(Exception):
