@@ -93,8 +93,8 @@ def iso_runs(conditions, steps) -> list[dict]:
 
 
 def test_isometry_verdict_reproduced_when_orthogonal_is_better_conditioned_and_faster():
-    checks, stats = isometry.verdict(iso_runs([10, 12, 11], [60, 70, 64]), iso_runs([1e10, 1e18, 3e9], [None, 200, 150]),
-                                     300)
+    orth, gauss = iso_runs([10, 12, 11], [60, 70, 64]), iso_runs([1e10, 1e18, 3e9], [None, 200, 150])
+    checks, stats = isometry.verdict(orth, gauss, 300)
     assert all(checks.values()), checks
     assert stats["gaussian_steps_min"] == 150 and stats["orthogonal_steps_max"] == 70
     # 1e18 is beyond float64's resolution: capped at 1e15, so the ratio is a lower bound
