@@ -156,7 +156,7 @@ def test_lsuv(tmp_path):
 
 def test_registry_and_bad_arguments(tmp_path):
     assert experiments.available() == ["activations", "saturation", "depth", "glorot", "batchnorm", "pretraining",
-                                       "deep-linear", "lsuv", "mutransfer"]
+                                       "deep-linear", "lsuv", "trainable-depth", "isometry", "mutransfer"]
     with pytest.raises(ValueError, match="experiment must be one of"):
         experiments.run("nope", out=tmp_path)
     with pytest.raises(ValueError, match="seeds"):

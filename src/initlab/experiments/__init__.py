@@ -16,6 +16,9 @@ batchnorm    bad inits with and without BatchNorm at 1x and 10x learning rate (I
 pretraining  deep sigmoid MLP on few labels: random vs RBM vs denoising-autoencoder pretraining
 deep-linear  deep linear nets: steps to a loss threshold vs depth, orthogonal vs Gaussian (Saxe 2013)
 lsuv         LSUV vs He vs orthogonal on deep tanh and ReLU nets (Mishkin & Matas 2016)
+trainable-depth
+             tanh MLP training accuracy over sigma_w^2 x depth vs the 6 xi_c curve (Schoenholz et al. 2017)
+isometry     critical tanh, orthogonal vs Gaussian: Jacobian spectrum and training speed (Pennington 2017)
 ============ ========================================================================================
 
 Defaults take at most about 3 minutes on 2 CPU cores; ``quick=True`` about 20 seconds (smaller models,
@@ -68,6 +71,10 @@ REGISTRY: dict[str, Experiment] = {
                    "deep linear nets: steps to a loss threshold vs depth, orthogonal vs Gaussian (Saxe 2013)", 3, 2),
         Experiment("lsuv", "lsuv", "LSUV vs He vs orthogonal on deep tanh and ReLU nets (Mishkin & Matas 2016)",
                    3, 2),
+        Experiment("trainable-depth", "trainable_depth",
+                   "tanh MLP accuracy over sigma_w^2 x depth vs the 6 xi_c curve (Schoenholz et al. 2017)", 2, 1),
+        Experiment("isometry", "isometry",
+                   "critical tanh, orthogonal vs Gaussian: Jacobian spectrum, training speed (Pennington 2017)", 3, 2),
         Experiment("mutransfer", "mutransfer", "best Adam LR vs width: moves under SP, stays under muP (TP5)", 1, 1),
     )
 }

@@ -218,7 +218,10 @@ def jacobian_spectrum(model: nn.Module, inputs: torch.Tensor, *, k: int | None =
     out_dim = 0
     with torch.random.fork_rng(devices=[]):
         for x in inputs.detach():
-            x = x.reshape(-1).clone()
+            # differentiate with respect to a float64 copy: a float32 input would round the Jacobian itself
+            # to float32 (jacrev returns it in the input's dtype), flooring its singular values at ~1e-7
+            # of the largest whatever precision the network ran in
+            x = x.reshape(-1).to(torch.float64).clone()
             if not out_dim:
                 out_dim = _out_dim(f, x, shape)
             r = min(in_dim, out_dim)
