@@ -7,7 +7,6 @@ so they are deterministic; the margins quoted in the comments are those of these
 
 import csv
 import json
-import math
 
 import pytest
 import torch
