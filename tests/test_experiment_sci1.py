@@ -281,7 +281,8 @@ def test_deep_linear_strictest_criterion_is_reported_not_checked():
     times = linear_times()
     times[0.01]["orthogonal"] = power_times(0.6, ORTH_DEPTHS)  # faster than sqrt, only at 1%
     v = deep_linear.verdict(times)
-    assert v["reproduced"] and "criterion 0.01 (orthogonal reported, not checked): orthogonal slope 0.6" in v["measured"]
+    assert v["reproduced"]
+    assert "criterion 0.01 (orthogonal reported, not checked): orthogonal slope 0.6" in v["measured"]
     times[0.03]["orthogonal"] = power_times(0.6, ORTH_DEPTHS)  # ... and at 3%: checked
     assert not deep_linear.verdict(times)["reproduced"]
 

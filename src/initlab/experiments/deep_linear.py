@@ -110,8 +110,8 @@ def verdict(times: Mapping[float, Mapping[str, Mapping[int, Sequence[int | None]
         f"slope {gauss[c]['slope']:.2f} +- {gauss[c]['se']:.2f} (D " + "/".join(str(d) for d in times[c]['gaussian'])
         + f": {depth_text('gaussian', c)})" for c in crits) + " (median steps over seeds, slope +- 1 SE)"
     expected = ("with lr ~ 1/depth, orthogonal init's learning time roughly independent of depth (log-log slope "
-                "near 0, clearly below sqrt growth's 0.5, at the loss criteria " + " and ".join(f"{c:g}" for c in CHECKED)
-                + ") while scaled Gaussian init's grows faster than depth")
+                "near 0, clearly below sqrt growth's 0.5, at the loss criteria "
+                + " and ".join(f"{c:g}" for c in CHECKED) + ") while scaled Gaussian init's grows faster than depth")
     return {"expected": expected, "measured": measured, "checks": checks, "reproduced": all(checks.values()),
             "fits": fits}
 
