@@ -46,13 +46,15 @@ def steps_to_leave(steps: Sequence[int], losses: Sequence[float], level: float =
 
 
 def _summary(values: Sequence[int | None], budget: int) -> str:
-    """``median [min-max]`` of the steps; a run that never left chance counts as ``>budget``."""
+    """``median [min..max]`` of the steps; a run that never left chance counts as later than any (``>budget``)."""
     known = sorted(v for v in values if v is not None)
     missing = len(values) - len(known)
     if not known:
         return f">{budget} ({missing}/{len(values)} not within budget)"
-    text = f"{np.median(known):.0f} [{known[0]}-{known[-1]}]" if len(known) > 1 else f"{known[0]}"
-    return text + (f" + {missing}/{len(values)} not within {budget}" if missing else "")
+    median = float(np.median(known + [math.inf] * missing))
+    text = f">{budget}" if math.isinf(median) else f"{median:.0f}"
+    text += f" [{known[0]}..{known[-1] if not missing else f'>{budget}'}]" if len(values) > 1 else ""
+    return text + (f" ({missing}/{len(values)} not within {budget})" if missing else "")
 
 
 def verdict(left: Mapping[int, Mapping[str, Sequence[int | None]]], budget: int,
@@ -79,7 +81,7 @@ def verdict(left: Mapping[int, Mapping[str, Sequence[int | None]]], budget: int,
         f"{deep} layers: Xavier >= {much_sooner:g}x later than the slowest He run, or not within {budget} steps":
             worst(he_d) < inf and best(xa_d) >= much_sooner * worst(he_d),
     }
-    measured = (f"steps to leave chance (loss < 0.9 ln 10), median [range] over {len(he_s)} seeds, budget {budget}: "
+    measured = (f"steps to leave chance (loss < 0.9 ln 10), median [min..max] over {len(he_s)} seeds, budget {budget}: "
                 + "; ".join(f"{d} layers: He {_summary(left[d]['he'], budget)}, "
                             f"Xavier {_summary(left[d]['xavier'], budget)}" for d in depths))
     expected = (f"within a {budget}-step budget, at {shallow} layers both He and Xavier leave chance, He sooner; "
@@ -169,8 +171,10 @@ def plot(ctx: Context, runs: dict[int, dict[str, list[dict]]], budget: int) -> N
         for i, name in enumerate(names):
             vals = [r["steps_to_leave_chance"] for r in by[name]]
             xs = k + (i - 0.5) * 0.3 + np.linspace(-0.05, 0.05, len(vals))
-            ax1.scatter(xs, [budget * 1.15 if v is None else v for v in vals], color=f"C{i}",
-                        marker="o", label=name if k == 0 else None)
+            ax1.scatter(xs, [np.nan if v is None else v for v in vals], color=f"C{i}", marker="o",
+                        label=name if k == 0 else None)
+            ax1.scatter(xs, [budget * 1.15 if v is None else np.nan for v in vals], color=f"C{i}", marker="^",
+                        facecolors="none", label="not within budget" if k == i == len(runs) - 1 else None)
             ax = curves[k]
             for j, r in enumerate(by[name]):
                 # losses are clipped to the plot range so that one diverging run cannot squash the others
