@@ -13,8 +13,8 @@ in [0.3, 3]; students ``zoo.mlp(D - 1, 32, "linear", bias=False)`` (D bias-free 
 learning rate 0.1 / D on ``0.5 |y - f(x)|^2``, 5 seeds. Measured: the learning time, i.e. the steps until
 the loss falls below a criterion, for three criteria (10%, 3% and 1% of the zero-predictor loss: the
 time depends on how much of the small modes must be learned, so it is reported as a function of it).
-Every run goes to completion (orthogonal: D = 2 ... 64; Gaussian: D = 2 ... 6, beyond which its time
-explodes: the fitted growth is reported instead of capped lower bounds).
+Every run goes to completion (orthogonal: D = 2 ... 64; Gaussian: D = 2 ... 6, kept short because its
+time grows so fast: the fitted slope describes the growth instead of capped lower bounds).
 
 Verdict (:func:`verdict`, a pure function of the times): orthogonal learning time roughly independent of
 depth, i.e. the least-squares slope of log(time) against log(depth) over D >= 8 (all seeds) below 0.2 at
