@@ -223,8 +223,8 @@ def run(ctx: Context) -> dict:
 
 
 def plot(ctx: Context, summary: dict, runs: dict) -> None:
-    fig = new_figure(13, 4)
-    ax1, ax2, ax3 = fig.subplots(1, 3)
+    fig = new_figure(17, 4)
+    ax1, ax2, ax3, ax4 = fig.subplots(1, 4)
     for i, key in enumerate(NETWORKS):
         s = summary[key]
         layers = np.arange(1, len(s["activation_std"]) + 1)
@@ -239,6 +239,18 @@ def plot(ctx: Context, summary: dict, runs: dict) -> None:
         ax3.plot(steps, m, color=f"C{layer}", label=f"layer {layer + 1}" + (" (top)" if layer == means.shape[2] - 1
                                                                           else ""))
         ax3.fill_between(steps, m - sd, m + sd, color=f"C{layer}", alpha=0.2)
+    for i, key in enumerate(NETWORKS):
+        if key.startswith("sigmoid"):
+            continue  # at chance throughout (see the verdict); it would squash the others' scale
+        errs = summary[key]["errors"]
+        steps_ = list(errs)
+        mean = [100 * np.mean(errs[b]) for b in steps_]
+        se = [100 * np.std(errs[b], ddof=1) / math.sqrt(len(errs[b])) if len(errs[b]) > 1 else 0 for b in steps_]
+        ax4.errorbar(steps_, mean, yerr=se, marker="o", capsize=3, color=f"C{i}",
+                     ls="-" if key.endswith("normalized") else "--", label=key)
+    ax4.set(xlabel="training steps (budget)", ylabel="test error % (mean +- SE over seeds)",
+            title="test error against the budget")
+    ax4.legend(fontsize=7)
     ax1.set(xlabel="hidden layer", ylabel="activation std", title="activations at init")
     ax2.set(xlabel="hidden layer", ylabel="std of dL/ds", title="back-propagated gradients at init")
     ax3.set(xlabel="step", ylabel="mean activation (+- std over seeds)", ylim=(0, 1),
