@@ -10,8 +10,8 @@ name         what it shows
 ============ ========================================================================================
 activations  N(0, sigma) weights in a linear+5xReLU MLP on MNIST: per-layer std x0.71 / x1.0 / x2.0
 saturation   logistic slope at 2 vs 10; U(+-1/sqrt(d)) pre-activation variance 1/3 for every d
-depth        22- and 30-layer ReLU MLPs: steps to leave chance, He vs Xavier (He et al. 2015, Figs. 2-3)
-glorot       sigmoid saturation over training; tanh/softsign, standard vs normalized init (Glorot & Bengio)
+depth        22- and 30-layer ReLU MLPs: steps to leave chance, He vs Xavier (He et al. 2015)
+glorot       sigmoid saturation in training; tanh/softsign standard vs normalized init (Glorot 2010)
 batchnorm    bad inits with and without BatchNorm at 1x and 10x learning rate (Ioffe & Szegedy 2015)
 pretraining  deep sigmoid MLP on few labels: random vs RBM vs denoising-autoencoder pretraining
 deep-linear  deep linear nets: learning time vs depth, orthogonal flat, Gaussian growing (Saxe 2013)
