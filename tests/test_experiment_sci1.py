@@ -53,6 +53,7 @@ def test_depth_steps_to_leave():
     assert depth.steps_to_leave([0, 25, 50, 75], [2.30, 2.29, 2.0, 1.5]) == 50  # 0.9 ln 10 = 2.072
     assert depth.steps_to_leave([0, 25], [2.30, 2.10]) is None
     assert depth.steps_to_leave([0, 25], [2.30, 2.10], level=2.2) == 25
+    assert depth.steps_to_leave([0, 25, 50], [2.0, 2.2, 1.9]) == 50  # below the level at init does not count
 
 
 def test_depth_verdict_present(tmp_path, capsys):

@@ -41,8 +41,9 @@ class _Stop(Exception):
 
 
 def steps_to_leave(steps: Sequence[int], losses: Sequence[float], level: float = LEAVE) -> int | None:
-    """The first evaluated step whose training loss is below ``level``; None if there is none."""
-    return next((int(s) for s, v in zip(steps, losses) if v < level), None)
+    """The first evaluated step after step 0 whose training loss is below ``level``; None if there is none (an
+    untrained network below ``level`` at step 0 has not *left* chance by learning)."""
+    return next((int(s) for s, v in zip(steps, losses) if s > 0 and v < level), None)
 
 
 def _summary(values: Sequence[int | None], budget: int) -> str:
