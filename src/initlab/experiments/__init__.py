@@ -10,11 +10,11 @@ name         what it shows
 ============ ========================================================================================
 activations  N(0, sigma) weights in a linear+5xReLU MLP on MNIST: per-layer std x0.71 / x1.0 / x2.0
 saturation   logistic slope at 2 vs 10; U(+-1/sqrt(d)) pre-activation variance 1/3 for every d
-depth        30-layer ReLU MLP: He trains, Xavier stalls (He et al. 2015, Fig. 3)
-glorot       sigmoid/tanh/softsign, standard vs normalized init (Glorot & Bengio 2010)
+depth        22- and 30-layer ReLU MLPs: steps to leave chance, He vs Xavier (He et al. 2015)
+glorot       sigmoid saturation in training; tanh/softsign standard vs normalized init (Glorot 2010)
 batchnorm    bad inits with and without BatchNorm at 1x and 10x learning rate (Ioffe & Szegedy 2015)
 pretraining  deep sigmoid MLP on few labels: random vs RBM vs denoising-autoencoder pretraining
-deep-linear  deep linear nets: steps to a loss threshold vs depth, orthogonal vs Gaussian (Saxe 2013)
+deep-linear  deep linear nets: learning time vs depth, orthogonal flat, Gaussian growing (Saxe 2013)
 lsuv         LSUV vs He vs orthogonal on deep tanh and ReLU nets (Mishkin & Matas 2016)
 trainable-depth
              tanh MLP training accuracy over sigma_w^2 x depth vs the 6 xi_c curve (Schoenholz et al. 2017)
@@ -60,15 +60,17 @@ REGISTRY: dict[str, Experiment] = {
                    "N(0, sigma) weights, linear + 5 ReLU layers on MNIST: std x0.71 / x1.0 / x2.0 per layer", 10, 10),
         Experiment("saturation", "saturation",
                    "logistic slope at 2 vs 10; U(+-1/sqrt(d)) keeps pre-activation variance 1/3 for every d", 3, 2),
-        Experiment("depth", "depth", "30-layer ReLU MLP: He trains, Xavier stalls (He et al. 2015, Fig. 3)", 3, 2),
+        Experiment("depth", "depth",
+                   "22- and 30-layer ReLU MLPs: steps to leave chance, He vs Xavier (He et al. 2015, Figs. 2-3)", 5, 2),
         Experiment("glorot", "glorot",
-                   "sigmoid/tanh/softsign, standard vs normalized init (Glorot & Bengio 2010)", 2, 1),
+                   "sigmoid saturation over training; tanh/softsign standard vs normalized init (Glorot & Bengio 2010)",
+                   5, 3),
         Experiment("batchnorm", "batchnorm",
                    "bad inits with and without BatchNorm, 1x and 10x learning rate (Ioffe & Szegedy 2015)", 2, 1),
         Experiment("pretraining", "pretraining",
                    "deep sigmoid MLP on few labels: random init vs RBM vs denoising-autoencoder pretraining", 3, 2),
         Experiment("deep-linear", "deep_linear",
-                   "deep linear nets: steps to a loss threshold vs depth, orthogonal vs Gaussian (Saxe 2013)", 3, 2),
+                   "deep linear nets: learning time vs depth, orthogonal flat, Gaussian growing (Saxe 2013)", 5, 3),
         Experiment("lsuv", "lsuv", "LSUV vs He vs orthogonal on deep tanh and ReLU nets (Mishkin & Matas 2016)",
                    3, 2),
         Experiment("trainable-depth", "trainable_depth",

@@ -1,115 +1,194 @@
-"""He et al. 2015, Fig. 3, scaled down: a 30-layer ReLU network trains with He init and stalls with Xavier.
+"""He et al. 2015, Figs. 2-3, scaled down: steps for a 22- and a 30-layer ReLU MLP to leave chance, He vs Xavier.
 
 Xavier/Glorot init (Var(w) = 2 / (fan_in + fan_out) = 1/n here) ignores the ReLU's halving of the
-second moment, so the signal shrinks by sqrt(1/2) per layer: 2^-15 after 30 layers. The output is then
-almost constant, the gradient reaching the first layers is as small, and training sits at chance
-(loss ln 10 = 2.30). He init (Var(w) = 2 / fan_in) keeps the scale and the same network learns.
-torch's default (U(+-1/sqrt(fan_in)), variance 1/(3n)) shrinks even faster.
+second moment, so the signal shrinks by sqrt(1/2) per layer: 2^-11 after 22 layers, 2^-15 after 30. The
+output is then almost constant, the gradient reaching the first layers is as small, and training sits at
+chance (loss ln 10 = 2.30) until momentum SGD slowly grows the weights. He init (Var(w) = 2 / fan_in)
+keeps the scale and the network learns at once. The paper (ImageNet-scale models): at 22 layers both
+converge, He's earlier (Fig. 2); at 30 layers Xavier does not learn at all (Fig. 3).
 
-Setup: ``zoo.mlp(30, 128, "relu")`` on standardized MNIST (4000 training digits), zero biases, SGD with
-momentum 0.9, learning rate 0.003, batch 64, several seeds. Recorded: the minibatch loss at every step,
-the training loss (on 1000 fixed training examples) every ``eval_every`` steps, the gradient norm of the
-first layer's weight at every step, and the test error at the end. Expected: He's final training loss
-below Xavier's for every seed, and Xavier at chance.
+The effect is a delay, so what is measured is that delay, not the loss after an arbitrary number of steps:
+the first step at which the training loss (on 500 fixed training examples, every ``eval_every`` steps) is
+below ``0.9 ln 10``: "steps to leave chance". A run stops ``tail`` steps after leaving chance, or at the
+step budget (then it did not leave chance within the budget).
+
+Setup: ``zoo.mlp(D, 128, "relu")`` for D = 22 and 30 on standardized MNIST (4000 training digits), zero
+biases, SGD with momentum 0.9, learning rate 0.003, batch 64, budget 2000 steps, 5 seeds. Verdict
+(:func:`verdict`, a pure function of the steps): every He run leaves chance; at 22 layers every Xavier
+run leaves chance too, later than every He run (the two seed ranges do not overlap); at 30 layers every
+Xavier run leaves chance at least 3x later than the slowest He run, or not within the budget.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from initlab.experiments._common import Context, evaluate, finish, generator, init_weights, new_figure, train
 
-SCHEMES = {"he": "he_normal", "xavier": "glorot_normal", "torch default": "fan_in_uniform"}
-DEPTH = 30
+SCHEMES = {"he": "he_normal", "xavier": "glorot_normal"}
+DEPTHS = (22, 30)
 CHANCE = math.log(10)
+LEAVE = 0.9 * CHANCE  # "left chance": training loss below 90% of ln 10
+MUCH_SOONER = 3.0  # at the deepest depth Xavier must take at least this many times He's slowest run
+
+
+class _Stop(Exception):
+    """Raised from the evaluation hook to end a run once it has left chance (plus the tail)."""
+
+
+def steps_to_leave(steps: Sequence[int], losses: Sequence[float], level: float = LEAVE) -> int | None:
+    """The first evaluated step after step 0 whose training loss is below ``level``; None if there is none (an
+    untrained network below ``level`` at step 0 has not *left* chance by learning)."""
+    return next((int(s) for s, v in zip(steps, losses) if s > 0 and v < level), None)
+
+
+def _summary(values: Sequence[int | None], budget: int) -> str:
+    """``median [min..max]`` of the steps; a run that never left chance counts as later than any (``>budget``)."""
+    known = sorted(v for v in values if v is not None)
+    missing = len(values) - len(known)
+    if not known:
+        return f">{budget} ({missing}/{len(values)} not within budget)"
+    median = float(np.median(known + [math.inf] * missing))
+    text = f">{budget}" if math.isinf(median) else f"{median:.0f}"
+    text += f" [{known[0]}..{known[-1] if not missing else f'>{budget}'}]" if len(values) > 1 else ""
+    return text + (f" ({missing}/{len(values)} not within {budget})" if missing else "")
+
+
+def verdict(left: Mapping[int, Mapping[str, Sequence[int | None]]], budget: int,
+            much_sooner: float = MUCH_SOONER) -> dict[str, Any]:
+    """The verdict from the steps to leave chance alone: ``left[depth][init]`` is one entry per seed (None:
+    not within ``budget``). Returns ``expected``, ``measured``, ``checks`` and ``reproduced``."""
+    depths = sorted(left)
+    shallow, deep = depths[0], depths[-1]
+    inf = math.inf
+
+    def worst(xs: Sequence[int | None]) -> float:
+        return max((inf if x is None else x) for x in xs)
+
+    def best(xs: Sequence[int | None]) -> float:
+        return min((inf if x is None else x) for x in xs)
+
+    he_s, xa_s, he_d, xa_d = left[shallow]["he"], left[shallow]["xavier"], left[deep]["he"], left[deep]["xavier"]
+    checks = {
+        f"He leaves chance within {budget} steps for every seed at {shallow} and {deep} layers":
+            all(v is not None for d in depths for v in left[d]["he"]),
+        f"{shallow} layers: Xavier leaves chance within {budget} steps for every seed":
+            all(v is not None for v in xa_s),
+        f"{shallow} layers: He sooner, beyond seed noise (slowest He < fastest Xavier)": worst(he_s) < best(xa_s),
+        f"{deep} layers: Xavier >= {much_sooner:g}x later than the slowest He run, or not within {budget} steps":
+            worst(he_d) < inf and best(xa_d) >= much_sooner * worst(he_d),
+    }
+    measured = (f"steps to leave chance (loss < 0.9 ln 10), median [min..max] over {len(he_s)} seeds, budget {budget}: "
+                + "; ".join(f"{d} layers: He {_summary(left[d]['he'], budget)}, "
+                            f"Xavier {_summary(left[d]['xavier'], budget)}" for d in depths))
+    expected = (f"within a {budget}-step budget, at {shallow} layers both He and Xavier leave chance, He sooner; "
+                f"at {deep} layers He much sooner (>= {much_sooner:g}x) or Xavier not at all")
+    return {"expected": expected, "measured": measured, "checks": checks, "reproduced": all(checks.values())}
+
+
+def _one_run(ds: Any, depth: int, width: int, spec: str, seed: int, *, budget: int, eval_every: int, tail: int,
+             lr: float, momentum: float, batch: int) -> dict[str, Any]:
+    from initlab import zoo
+
+    # the training loss is tracked on a fixed 500-example slice of the training set (cheaper than all 4000)
+    x_track, y_track = ds.x_train[:500], ds.y_train[:500]
+    model = zoo.mlp(depth, width, "relu", in_features=ds.n_features, out_features=ds.n_classes, seed=seed)
+    init_weights(model, spec, "zeros", generator=generator(seed))
+    steps: list[int] = []
+    losses: list[float] = []
+
+    def track(m: Any, step: int) -> dict[str, float]:
+        loss = evaluate(m, x_track, y_track)["loss"]
+        steps.append(step)
+        losses.append(loss)
+        first = steps_to_leave(steps, losses)
+        if first is not None and step >= first + tail:
+            raise _Stop
+        return {"train_loss": loss}
+
+    grads: list[float] = []
+    first_weight = model[0].weight
+    diverged = False
+    try:
+        log = train(model, ds.x_train, ds.y_train, steps=budget, lr=lr, batch_size=batch, momentum=momentum,
+                    generator=generator(seed, 1), eval_every=eval_every, evaluate=track,
+                    on_step=lambda: grads.append(float(first_weight.grad.norm())))
+        diverged = log.diverged
+    except _Stop:
+        pass
+    return {"seed": seed, "steps_to_leave_chance": None if diverged else steps_to_leave(steps, losses),
+            "diverged": diverged, "eval_steps": steps, "train_loss_curve": losses, "steps_run": len(grads),
+            "first_layer_grad_norm_start": grads[0] if grads else math.nan,
+            "first_layer_grad_norm_first100": float(np.mean(grads[:100])) if grads else math.nan}
 
 
 def run(ctx: Context) -> dict:
-    from initlab import data, zoo
+    from initlab import data
 
-    width, steps, eval_every = (64, 250, 25) if ctx.quick else (128, 800, 50)
-    lr, momentum, batch = 0.003, 0.9, 64
+    if ctx.quick:
+        width, lr, budget, eval_every, tail = 64, 0.01, 600, 25, 50
+    else:
+        width, lr, budget, eval_every, tail = 128, 0.003, 2000, 25, 100
+    momentum, batch = 0.9, 64
     ds = data.load("mnist")
-    # the training loss is tracked on a fixed 1000-example slice of the training set (cheaper than all 4000)
-    x_track, y_track = ds.x_train[:1000], ds.y_train[:1000]
-    runs: dict[str, list[dict]] = {name: [] for name in SCHEMES}
-    with ctx.bar(len(SCHEMES) * len(ctx.seeds)) as bar:
-        for seed in ctx.seeds:
+    runs: dict[int, dict[str, list[dict]]] = {d: {name: [] for name in SCHEMES} for d in DEPTHS}
+    with ctx.bar(len(DEPTHS) * len(SCHEMES) * len(ctx.seeds)) as bar:
+        for depth in DEPTHS:
             for name, spec in SCHEMES.items():
-                model = zoo.mlp(DEPTH, width, "relu", in_features=ds.n_features, out_features=ds.n_classes,
-                                seed=seed)
-                init_weights(model, spec, "zeros", generator=generator(seed))
-                first = model[0].weight
-                grad_norms: list[float] = []
-                log = train(model, ds.x_train, ds.y_train, steps=steps, lr=lr, batch_size=batch, momentum=momentum,
-                            generator=generator(seed, 1), eval_every=eval_every,
-                            evaluate=lambda m, step: {"train_loss": evaluate(m, x_track, y_track)["loss"]},
-                            on_step=lambda g=grad_norms, w=first: g.append(float(w.grad.norm())))
-                test = evaluate(model, ds.x_test, ds.y_test)
-                final = log.evals[-1]["train_loss"] if not log.diverged else math.inf
-                runs[name].append({"seed": seed, "final_train_loss": final, "test_error": test["error"],
-                                   "diverged": log.diverged, "first_layer_grad_norm_start": grad_norms[0]
-                                   if grad_norms else math.nan,
-                                   "first_layer_grad_norm_mean": float(np.mean(grad_norms)) if grad_norms else math.nan,
-                                   "eval_steps": [e["step"] for e in log.evals],
-                                   "train_loss_curve": [e["train_loss"] for e in log.evals],
-                                   "minibatch_loss": log.losses, "first_layer_grad_norm": grad_norms})
-                bar.update()
+                for seed in ctx.seeds:
+                    runs[depth][name].append(_one_run(ds, depth, width, spec, seed, budget=budget,
+                                                      eval_every=eval_every, tail=tail, lr=lr, momentum=momentum,
+                                                      batch=batch))
+                    bar.update()
 
-    rows = []
-    for name, rs in runs.items():
-        for r in rs:
-            rows.append([name, r["seed"], r["train_loss_curve"][0], r["final_train_loss"], r["test_error"],
-                         r["first_layer_grad_norm_start"], r["first_layer_grad_norm_mean"]])
-    he_vs_xavier = [h["final_train_loss"] < x["final_train_loss"] for h, x in zip(runs["he"], runs["xavier"])]
-    checks = {
-        "He's final train loss below Xavier's for every seed": all(he_vs_xavier),
-        "He learns (final train loss < 0.8 ln 10)": all(r["final_train_loss"] < 0.8 * CHANCE for r in runs["he"]),
-        "Xavier stalls (final train loss > 0.95 ln 10)": all(r["final_train_loss"] > 0.95 * CHANCE
-                                                            for r in runs["xavier"]),
-    }
-    plot(ctx, runs)
-
-    def avg(name: str, key: str) -> float:
-        return float(np.mean([r[key] for r in runs[name]]))
-
-    loss, grad = "final_train_loss", "first_layer_grad_norm_mean"
-    measured = (f"final train loss He {avg('he', loss):.3f}, Xavier {avg('xavier', loss):.3f}, "
-                f"torch default {avg('torch default', loss):.3f} (chance {CHANCE:.3f}); "
-                f"He below Xavier in {sum(he_vs_xavier)}/{len(he_vs_xavier)} seeds; first-layer grad norm "
-                f"He {avg('he', grad):.2g} vs Xavier {avg('xavier', grad):.2g}")
-    expected = f"a {DEPTH}-layer ReLU MLP learns with He init and stays at chance (ln 10) with Xavier"
-    settings = {"model": f"zoo.mlp({DEPTH}, {width}, 'relu')", "inits": SCHEMES, "biases": "zeros",
+    left = {d: {name: [r["steps_to_leave_chance"] for r in rs] for name, rs in by.items()} for d, by in runs.items()}
+    v = verdict(left, budget)
+    rows = [[d, name, r["seed"], r["steps_to_leave_chance"] if r["steps_to_leave_chance"] is not None
+             else f">{budget}", r["train_loss_curve"][0], r["train_loss_curve"][-1], r["steps_run"],
+             r["first_layer_grad_norm_first100"]]
+            for d, by in runs.items() for name, rs in by.items() for r in rs]
+    plot(ctx, runs, budget)
+    settings = {"model": f"zoo.mlp(D, {width}, 'relu'), D in {list(DEPTHS)}", "inits": SCHEMES, "biases": "zeros",
                 "data": "mnist (4000 train / 1000 test, standardized)", "optimizer": "SGD", "lr": lr,
-                "momentum": momentum, "batch_size": batch, "steps": steps, "eval_every": eval_every,
-                "train loss on": "the first 1000 training examples"}
+                "momentum": momentum, "batch_size": batch, "budget_steps": budget, "eval_every": eval_every,
+                "left chance": f"training loss on the first 500 training examples < 0.9 ln 10 = {LEAVE:.3f}",
+                "tail": f"a run stops {tail} steps after leaving chance"}
     return finish(ctx, settings=settings,
-                  columns=["init", "seed", "loss at init", "final train loss", "test error", "grad L1 start",
-                           "grad L1 mean"],
-                  rows=rows, expected=expected, measured=measured, reproduced=all(checks.values()),
-                  results={"runs": runs}, checks=checks)
+                  columns=["depth", "init", "seed", "steps to leave chance", "loss at init", "last loss",
+                           "steps run", "grad L1 first 100"],
+                  rows=rows, expected=v["expected"], measured=v["measured"], reproduced=v["reproduced"],
+                  results={"steps_to_leave_chance": left, "runs": runs}, checks=v["checks"])
 
 
-def plot(ctx: Context, runs: dict[str, list[dict]]) -> None:
-    fig = new_figure(11, 4)
-    ax1, ax2 = fig.subplots(1, 2)
-    for i, (name, rs) in enumerate(runs.items()):
-        for j, r in enumerate(rs):
-            ax1.plot(r["eval_steps"], r["train_loss_curve"], color=f"C{i}", alpha=0.8,
-                     label=name if j == 0 else None)
-            g = np.asarray(r["first_layer_grad_norm"])
-            if len(g):
-                ax2.semilogy(np.arange(1, len(g) + 1), np.maximum(g, 1e-30), color=f"C{i}", alpha=0.6, lw=0.8,
-                             label=name if j == 0 else None)
-    ax1.axhline(CHANCE, color="gray", ls="--", lw=1, label="chance (ln 10)")
-    ax1.set_xlabel("step")
-    ax1.set_ylabel("training loss")
-    ax1.set_title(f"{DEPTH}-layer ReLU MLP on MNIST")
+def plot(ctx: Context, runs: dict[int, dict[str, list[dict]]], budget: int) -> None:
+    fig = new_figure(12, 4)
+    ax1, *curves = fig.subplots(1, 1 + len(runs))
+    names = list(SCHEMES)
+    for k, by in enumerate(runs.values()):
+        for i, name in enumerate(names):
+            vals = [r["steps_to_leave_chance"] for r in by[name]]
+            xs = k + (i - 0.5) * 0.3 + np.linspace(-0.05, 0.05, len(vals))
+            ax1.scatter(xs, [np.nan if v is None else v for v in vals], color=f"C{i}", marker="o",
+                        label=name if k == 0 else None)
+            ax1.scatter(xs, [budget * 1.15 if v is None else np.nan for v in vals], color=f"C{i}", marker="^",
+                        facecolors="none", label="not within budget" if k == i == len(runs) - 1 else None)
+            ax = curves[k]
+            for j, r in enumerate(by[name]):
+                # losses are clipped to the plot range so that one diverging run cannot squash the others
+                ax.plot(r["eval_steps"], np.minimum(r["train_loss_curve"], 3.0), color=f"C{i}", alpha=0.7, lw=1,
+                        label=name if j == 0 else None)
+            ax.set_ylim(0, 3.0)
+    ax1.axhline(budget, color="gray", ls="--", lw=1, label=f"budget ({budget} steps)")
+    ax1.set(yscale="log", xticks=range(len(runs)), xticklabels=[f"{d} layers" for d in runs],
+            ylabel="steps to leave chance (per seed)", title="He et al. 2015: delay before learning")
     ax1.legend(fontsize=8)
-    ax2.set_xlabel("step")
-    ax2.set_ylabel("|grad| of first-layer weight")
-    ax2.set_title("gradient reaching the first layer")
-    ax2.legend(fontsize=8)
+    for ax, depth in zip(curves, runs):
+        ax.axhline(CHANCE, color="gray", ls="--", lw=1, label="chance (ln 10)")
+        ax.axhline(LEAVE, color="gray", ls=":", lw=1, label="0.9 ln 10")
+        ax.set(xlabel="step", ylabel="training loss", title=f"{depth}-layer ReLU MLP")
+        ax.legend(fontsize=7)
     ctx.save_figure(fig)
