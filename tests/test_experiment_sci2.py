@@ -6,7 +6,6 @@ No training runs here (the real --quick runs are tests/test_experiments.py's job
 milliseconds except the two that print through ``finish`` (a JSON and a CSV written to tmp_path).
 """
 
-import math
 
 import pytest
 
@@ -74,7 +73,7 @@ def test_saturation_verdict_passes_on_the_effect_and_fails_without_it(tmp_path, 
 
 def test_saturation_variance_tolerance_is_two_sided():
     for off in (-0.03, 0.03):
-        assert not all(saturation.judge(*_saturation_numbers(variance=lambda d: 1 / 3 + off)).values())
+        assert not all(saturation.judge(*_saturation_numbers(variance=lambda d, off=off: 1 / 3 + off)).values())
     assert all(saturation.judge(*_saturation_numbers(variance=lambda d: 1 / 3 + 0.015)).values())
 
 
