@@ -9,7 +9,7 @@ milliseconds except the two that print through ``finish`` (a JSON and a CSV writ
 
 import pytest
 
-from initlab.experiments import activations, mutransfer, pretraining, saturation
+from initlab.experiments import activations, batchnorm, lsuv, mutransfer, pretraining, saturation
 from initlab.experiments._common import Context, finish
 
 
@@ -110,3 +110,105 @@ def test_mutransfer_verdict(sp, mup, reproduced, tmp_path, capsys):
     assert all(checks.values()) is reproduced
     word = "-> REPRODUCED" if reproduced else "-> NOT REPRODUCED"
     assert printed_verdict("mutransfer", checks, tmp_path, capsys).endswith(word)
+
+
+# --------------------------------------------------------------------------------------------------
+# batchnorm: the spread of the final error across initial scales, BN vs plain
+
+
+def _bn_errors(bn_far=0.12, plain_best=0.12, noise=0.0):
+    """Per-seed final test errors (3 seeds) at the five scales; ``noise`` spreads the seeds of every cell."""
+    def cell(m):
+        return [m - noise, m, m + noise]
+    plain = {s: cell(plain_best if s == 1.0 else 0.9) for s in batchnorm.SCALES}
+    bn = {s: cell(0.09 if s == 1.0 else bn_far) for s in batchnorm.SCALES}
+    return {"plain": plain, "BN": bn}
+
+
+def test_batchnorm_verdict_present_and_absent(tmp_path, capsys):
+    checks, numbers = batchnorm.judge(_bn_errors())
+    assert numbers["spread_plain"] == pytest.approx(0.78) and numbers["spread_bn"] == pytest.approx(0.03)
+    assert printed_verdict("batchnorm", checks, tmp_path, capsys).endswith("-> REPRODUCED")
+    # effect absent: BN is as sensitive to the scale as the plain network (fails away from x1 too)
+    checks, _ = batchnorm.judge(_bn_errors(bn_far=0.9))
+    assert printed_verdict("batchnorm", checks, tmp_path, capsys).endswith("-> NOT REPRODUCED")
+    assert not checks["BN's spread of final error across scales <= 1/3 of the plain network's"]
+
+
+def test_batchnorm_verdict_each_criterion_can_fail():
+    # the plain network set up to fail (it never trains, not even at He's scale): no evidence about BN
+    checks, _ = batchnorm.judge(_bn_errors(plain_best=0.85))
+    assert not checks["the plain network trains at its best scale (test error < 20%)"]
+    # BN's spread a third of plain's but BN stuck at 40..70% error away from x1: it does not learn there
+    checks, _ = batchnorm.judge(_bn_errors(bn_far=0.6))
+    assert not checks["BN learns at every scale (test error < 50%)"]
+    # the difference drowned in seed noise (every cell +-0.3 over the seeds)
+    checks, numbers = batchnorm.judge(_bn_errors(noise=0.3))
+    assert numbers["noise"] == pytest.approx(0.3)
+    assert not checks["the spreads differ by more than 3 x the seed-to-seed noise"]
+    # the ratio boundary: BN spread just above / below a third of plain's (0.78 / 3 = 0.26)
+    assert not all(batchnorm.judge(_bn_errors(bn_far=0.09 + 0.27))[0].values())
+    assert all(batchnorm.judge(_bn_errors(bn_far=0.09 + 0.25))[0].values())
+
+
+def test_batchnorm_conclude_reports_the_budget(tmp_path, capsys):
+    # conclude() on fabricated runs: the verdict text states the spread at every evaluated budget
+    def run(err_curve, diverged=False):
+        return {"test_error": err_curve[-1], "diverged": diverged, "eval_steps": [0, 100, 200],
+                "test_error_curve": err_curve, "final_loss": 0.1}
+    runs = {"plain": {s: [run([0.9, 0.5, 0.1] if s == 1.0 else [0.9, 0.9, 0.9]) for _ in range(3)]
+                      for s in batchnorm.SCALES},
+            "BN": {s: [run([0.9, 0.4 if s == 10.0 else 0.2, 0.1]) for _ in range(3)] for s in batchnorm.SCALES}}
+    ctx = Context(name="batchnorm", quick=True, seeds=[0, 1, 2], out=tmp_path, progress=False)
+    opts = {**batchnorm.settings_for(True), "chosen_lr": {"plain": 0.01, "BN": 0.1}}
+    r = batchnorm.conclude(ctx, runs, opts)
+    assert r["verdict"]["reproduced"]
+    assert [b["steps"] for b in r["results"]["by_budget"]] == [100, 200]
+    assert r["results"]["by_budget"][0]["spread_bn"] == pytest.approx(0.2)
+    assert "100: 20.0% vs 40.0%" in r["verdict"]["text"] and "200: 0.0% vs 80.0%" in r["verdict"]["text"]
+    assert "-> REPRODUCED" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------------------
+# lsuv: unit std on held-out data; faster than properly scaled He / orthogonal; the thin network
+
+
+def _lsuv_numbers(deep_gap=0.05, deep_noise=0.0, thin_lsuv=1.3, thin_base=2.30):
+    deep = {}
+    for act in lsuv.NETWORKS:
+        base = [0.28, 0.29, 0.27]
+        deep[act] = {"he": [b + 0.05 for b in base], "orthogonal": base,
+                     "lsuv": [b - deep_gap + d for b, d in zip(base, (-deep_noise, 0.0, deep_noise))]}
+    thin = {"he": [2.302, 2.303, 2.302], "orthogonal": [thin_base, thin_base - 0.002, thin_base],
+            "lsuv": [thin_lsuv - 0.1, thin_lsuv, thin_lsuv + 0.1]}
+    return deep, {"tanh": 0.04, "relu": 0.09}, thin
+
+
+def test_lsuv_verdict_present_and_absent(tmp_path, capsys):
+    checks, numbers = lsuv.judge(*_lsuv_numbers())
+    assert numbers["relu"]["best"] == "orthogonal" and numbers["relu"]["gap"] == pytest.approx(0.05)
+    assert printed_verdict("lsuv", checks, tmp_path, capsys).endswith("-> REPRODUCED")
+    # effect absent: LSUV no better than properly scaled orthogonal init, and no better on the thin net
+    checks, _ = lsuv.judge(*_lsuv_numbers(deep_gap=0.0, thin_lsuv=2.30))
+    assert printed_verdict("lsuv", checks, tmp_path, capsys).endswith("-> NOT REPRODUCED")
+    failed = {k for k, v in checks.items() if not v}
+    assert failed == {k for k in checks if "below the better" in k or "leaves" in k or "advantage" in k}
+
+
+def test_lsuv_verdict_each_criterion_can_fail():
+    deep, std_error, thin = _lsuv_numbers()
+    # a gap within the noise: the per-seed differences 0.05 +- 0.04 have std 0.04 > gap / 2
+    checks, numbers = lsuv.judge(*_lsuv_numbers(deep_noise=0.04))
+    assert numbers["tanh"]["noise"] == pytest.approx(0.04)
+    assert not checks["tanh: LSUV's final training loss below the better of He / orthogonal by > 2 x noise"]
+    # LSUV worse than the baselines
+    assert not all(lsuv.judge(*_lsuv_numbers(deep_gap=-0.05))[0].values())
+    # a layer off unit std on held-out images
+    checks, _ = lsuv.judge(deep, {"tanh": 0.04, "relu": 0.2}, thin)
+    assert not checks["LSUV: every layer's std within 0.15 of 1 on held-out images (tanh, relu)"]
+    # the thin baselines do leave chance (only LSUV's advantage would remain)
+    checks, _ = lsuv.judge(*_lsuv_numbers(thin_base=1.8))
+    assert not checks["thin: He and orthogonal are still on it (loss > 0.97 ln 10)"]
+    # LSUV barely moves on the thin net
+    checks, _ = lsuv.judge(*_lsuv_numbers(thin_lsuv=2.1))
+    assert not checks["thin: LSUV leaves the chance plateau (loss < 0.85 ln 10)"]

@@ -12,10 +12,10 @@ activations  N(0, sigma) weights in a linear+5xReLU MLP on MNIST: per-layer std 
 saturation   logistic slope at 2 vs 10; U(+-1/sqrt(d)) pre-activation variance 1/3 for every d
 depth        30-layer ReLU MLP: He trains, Xavier stalls (He et al. 2015, Fig. 3)
 glorot       sigmoid/tanh/softsign, standard vs normalized init (Glorot & Bengio 2010)
-batchnorm    bad inits with and without BatchNorm at 1x and 10x learning rate (Ioffe & Szegedy 2015)
+batchnorm    final error vs init scale (0.1x..10x He), with and without BatchNorm (Ioffe & Szegedy 2015)
 pretraining  deep sigmoid MLP on few labels: random vs RBM vs denoising-autoencoder pretraining
 deep-linear  deep linear nets: steps to a loss threshold vs depth, orthogonal vs Gaussian (Saxe 2013)
-lsuv         LSUV vs He vs orthogonal on deep tanh and ReLU nets (Mishkin & Matas 2016)
+lsuv         LSUV vs He / orthogonal (proper gains) on deep and deep-thin nets (Mishkin & Matas 2016)
 ============ ========================================================================================
 
 Defaults take at most about 3 minutes on 2 CPU cores; ``quick=True`` about 20 seconds (smaller models,
@@ -61,13 +61,14 @@ REGISTRY: dict[str, Experiment] = {
         Experiment("glorot", "glorot",
                    "sigmoid/tanh/softsign, standard vs normalized init (Glorot & Bengio 2010)", 2, 1),
         Experiment("batchnorm", "batchnorm",
-                   "bad inits with and without BatchNorm, 1x and 10x learning rate (Ioffe & Szegedy 2015)", 2, 1),
+                   "final error vs init scale (0.1x..10x He), with and without BatchNorm (Ioffe & Szegedy 2015)",
+                   3, 2),
         Experiment("pretraining", "pretraining",
                    "deep sigmoid MLP on few labels: random init vs RBM vs denoising-autoencoder pretraining", 3, 2),
         Experiment("deep-linear", "deep_linear",
                    "deep linear nets: steps to a loss threshold vs depth, orthogonal vs Gaussian (Saxe 2013)", 3, 2),
-        Experiment("lsuv", "lsuv", "LSUV vs He vs orthogonal on deep tanh and ReLU nets (Mishkin & Matas 2016)",
-                   3, 2),
+        Experiment("lsuv", "lsuv",
+                   "LSUV vs He / orthogonal (proper gains) on deep and deep-thin nets (Mishkin & Matas 2016)", 3, 2),
         Experiment("mutransfer", "mutransfer", "best Adam LR vs width: moves under SP, stays under muP (TP5)", 1, 1),
     )
 }
