@@ -18,13 +18,15 @@ Two settings on standardized MNIST, SGD with momentum 0.9, batch 64:
   orders of magnitude over the depth (the signal at the last hidden layer is 1e-6 .. 1e-1 of the input's,
   depending on the seed); LSUV measures the realized scale and puts every layer back at 1.
 
-Verdict (:func:`judge`, a pure function of the per-seed numbers): LSUV's layer stds are within
-``STD_TOLERANCE`` of 1 on the held-out images; on each deep network LSUV's final training loss is below the
-better of He / orthogonal by more than ``MARGIN`` times the seed-to-seed noise (the std over seeds of the
-per-seed difference); on the thin network LSUV leaves the chance plateau (mean loss below ``LEARNS`` x ln 10)
-while most He and orthogonal runs are still on it (above ``STUCK`` x ln 10), and LSUV's advantage over the
-better of the two again exceeds the noise. The
-losses are recorded along training and the measured text reports the gaps by budget: they depend on it.
+Verdict (:func:`judge`, a pure function of the per-seed numbers), the paper's two claims: LSUV is at
+least as good as the standard inits, and it trains deep thin networks they cannot. LSUV's layer stds are
+within ``STD_TOLERANCE`` of 1 on the held-out images; on each deep network LSUV's final training loss is
+not above the better of He / orthogonal by more than ``MARGIN`` times the seed-to-seed noise (the std over
+seeds of the per-seed difference; whether LSUV's lead is a win beyond that noise is reported, not
+required: the paper claims "better or equal"); on the thin network LSUV leaves the chance plateau (mean
+loss below ``LEARNS`` x ln 10) while most He and orthogonal runs are still on it (above ``STUCK`` x ln 10),
+and LSUV's advantage over the better of the two exceeds ``MARGIN`` x the noise. The losses are recorded
+along training and the measured text reports the gaps by budget: they depend on it.
 """
 
 from __future__ import annotations
@@ -98,8 +100,9 @@ def judge(deep: Mapping[str, Mapping[str, Sequence[float]]], std_error: Mapping[
               all(std_error[a] <= STD_TOLERANCE for a in NETWORKS)}
     for act in NETWORKS:
         numbers[act] = a = advantage(deep[act]["lsuv"], {m: deep[act][m] for m in BASELINES})
-        checks[f"{act}: LSUV's final training loss below the better of He / orthogonal by > {MARGIN:g} x noise"] = (
-            a["gap"] > 0 and a["gap"] > MARGIN * a["noise"])
+        a["win"] = a["gap"] > 0 and a["gap"] > MARGIN * a["noise"]
+        checks[f"{act}: LSUV's final training loss not above the better of He / orthogonal by > {MARGIN:g} x noise"
+               ] = a["gap"] >= -MARGIN * a["noise"]
     numbers["thin"] = a = advantage(thin["lsuv"], {m: thin[m] for m in BASELINES})
     base_runs = [v for m in BASELINES for v in thin[m]]
     a["baseline_runs_stuck"] = sum(v > STUCK * CHANCE_LOSS for v in base_runs) / len(base_runs)
@@ -234,17 +237,17 @@ def conclude(ctx: Context, cfg: dict, deep: dict[str, list[dict]], thin: dict[st
     measured = "; ".join(
         f"{a} {DEPTH}x{WIDTH}: final train loss after {cfg['epochs']} epochs LSUV {numbers[a]['lsuv']:.3f} vs "
         f"{numbers[a]['best']} {numbers[a]['baseline']:.3f} (gap {numbers[a]['gap']:.3f}, noise "
-        f"{numbers[a]['noise']:.3f}; gap by epoch {gaps(a, '')}), LSUV max |std-1| {std_error[a]:.2f}"
-        for a in NETWORKS)
+        f"{numbers[a]['noise']:.3f}: {'a win beyond' if numbers[a]['win'] else 'within'} {MARGIN:g} x noise; "
+        f"gap by epoch {gaps(a, '')}), LSUV max |std-1| {std_error[a]:.2f}" for a in NETWORKS)
     t = numbers["thin"]
     thin_means = {m: float(np.mean([r["final_train_loss"] for r in rs])) for m, rs in thin.items()}
     measured += (f"; relu {THIN_DEPTH}x{THIN_WIDTH} after {cfg['thin_steps']} steps: loss "
                  + ", ".join(f"{m} {v:.3f}" for m, v in thin_means.items())
                  + f" (chance {CHANCE_LOSS:.3f}; {t['baseline_runs_stuck']:.0%} of the baseline runs still there; "
                  f"gap {t['gap']:.3f}, noise {t['noise']:.3f}; gap by quarter of the budget {gaps('thin', '/4')})")
-    expected = (f"LSUV gives every layer unit output std and trains faster than He and orthogonal init with their "
-                f"proper gains on {DEPTH}-layer tanh and ReLU networks; on a {THIN_DEPTH}x{THIN_WIDTH} ReLU network "
-                "it leaves the chance plateau where they do not")
+    expected = (f"LSUV gives every layer unit output std and trains at least as fast as He and orthogonal init with "
+                f"their proper gains on {DEPTH}-layer tanh and ReLU networks; on a {THIN_DEPTH}x{THIN_WIDTH} ReLU "
+                "network it leaves the chance plateau where they do not")
     settings = {"deep": f"zoo.mlp({DEPTH}, {WIDTH}, act), act in {list(NETWORKS)}",
                 "thin": f"zoo.mlp({THIN_DEPTH}, {THIN_WIDTH}, 'relu')",
                 "inits": {m: spec(m, "act") if m != "lsuv" else "initlab.lsuv(model, 500 images)" for m in METHODS},
