@@ -104,7 +104,7 @@ def settings_for(quick: bool) -> dict:
     if quick:
         return {"width": 64, "steps": 250, "eval_every": 50, "lrs": [0.01, 0.1], "scales": [0.1, 1.0, 10.0],
                 "momentum": 0.9, "batch": 64}
-    return {"width": 100, "steps": 600, "eval_every": 100, "lrs": [0.01, 0.03, 0.1], "scales": list(SCALES),
+    return {"width": 100, "steps": 1000, "eval_every": 200, "lrs": [0.01, 0.03, 0.1], "scales": list(SCALES),
             "momentum": 0.9, "batch": 64}
 
 

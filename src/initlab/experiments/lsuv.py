@@ -181,7 +181,7 @@ def _thin(ctx: Context, ds, cfg: dict, bar) -> dict[str, list[dict]]:
 
 def settings_for(quick: bool) -> dict:
     """Epochs of the deep networks, steps of the thin one, and the optimizer."""
-    return {"epochs": 2 if quick else 4, "lr": 0.01, "momentum": 0.9, "batch": 64,
+    return {"epochs": 1 if quick else 4, "lr": 0.01, "momentum": 0.9, "batch": 64,
             "thin_steps": 250 if quick else 1000, "thin_lr": 0.002}
 
 
