@@ -155,11 +155,11 @@ def test_lsuv(tmp_path):
         assert n[act]["gap"] >= -2 * n[act]["noise"]
     # tanh: a win beyond the noise (this run: LSUV __TANH__)
     assert n["tanh"]["win"]
-    # the thin ReLU net: LSUV leaves chance, He / orthogonal stay (this run: __THIN__)
+    # the thin ReLU net: LSUV leaves chance, He stays (this run: __THIN__)
     thin = res["thin"]
     assert all(run["last_hidden_std"] < 0.05 for run in thin["he"])  # He's realized signal has vanished
     assert all(0.5 < run["last_hidden_std"] < 2 for run in thin["lsuv"])
-    assert n["thin"]["lsuv"] < 0.85 * math.log(10) and n["thin"]["baseline_runs_stuck"] > 0.5
+    assert n["thin"]["lsuv"] < 0.85 * math.log(10) and n["thin"]["he_runs_stuck"] == 1
     # LSUV went through the real initlab.lsuv: one forward pass, every Linear rescaled
     info = res["deep"]["tanh | lsuv"][0]["lsuv"]
     assert info["forward_passes"] <= 2 and len(info["std_after"]) == 21
