@@ -15,8 +15,9 @@ Two settings on standardized MNIST, SGD with momentum 0.9, batch 64:
 * deep and thin (the paper's FitNet setting, scaled to a CPU): ``zoo.mlp(THIN_DEPTH, THIN_WIDTH, relu)``.
   He's and orthogonal init keep the signal's scale only on average over the weights: in a network this
   thin the realized scale drifts multiplicatively from layer to layer, and its typical value falls by
-  orders of magnitude over the depth (the signal at the last hidden layer is 1e-6 .. 1e-1 of the input's,
-  depending on the seed); LSUV measures the realized scale and puts every layer back at 1.
+  orders of magnitude over the depth (at 100 x 16 the last hidden std at init is 4e-5 .. 5e-3 with He and
+  4e-3 .. 4e-2 with orthogonal, depending on the seed); LSUV measures the realized scale and puts every
+  layer back at 1.
 
 Verdict (:func:`judge`, a pure function of the per-seed numbers), the paper's two claims: LSUV is at
 least as good as the standard inits, and it trains deep thin networks they cannot. LSUV's layer stds are
