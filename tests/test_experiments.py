@@ -148,14 +148,15 @@ def test_lsuv(tmp_path):
     assert r["settings"]["inits"]["he"] == "he_normal(gain='act')"  # the baselines carry their activation's gain
     for act in ("tanh", "relu"):
         assert res["std_error"][act] <= 0.15
-        # the baselines are scaled right: their first layer's output std is ~1 (x gain), not vanishing
+        # the baselines are scaled right: the last hidden layer's output std is O(1), not vanishing as with
+        # gain 1 on ReLU (~2^-10); per seed it drifts (this run: ReLU He 0.76, 1.12; orthogonal 1.81, 0.85)
         for m in ("he", "orthogonal"):
-            assert 0.8 < res["deep"][f"{act} | {m}"][0]["layer_std"][-2] < 2.0
+            assert all(0.5 < run["layer_std"][-2] < 2.5 for run in res["deep"][f"{act} | {m}"])
         # LSUV not behind the better baseline beyond 2 x the seed noise (the paper's "better or equal")
         assert n[act]["gap"] >= -2 * n[act]["noise"]
-    # tanh: a win beyond the noise (this run: LSUV __TANH__)
+    # tanh: a win beyond the noise (this run, one epoch: LSUV 0.370 vs orthogonal 0.476, gap 0.107, noise 0.027)
     assert n["tanh"]["win"]
-    # the thin ReLU net: LSUV leaves chance, He stays (this run: __THIN__)
+    # the thin ReLU net: LSUV leaves chance, He stays (this run, 250 steps: LSUV 1.906, He 2.302, chance 2.303)
     thin = res["thin"]
     assert all(run["last_hidden_std"] < 0.05 for run in thin["he"])  # He's realized signal has vanished
     assert all(0.5 < run["last_hidden_std"] < 2 for run in thin["lsuv"])
