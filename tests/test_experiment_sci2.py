@@ -229,3 +229,12 @@ def test_lsuv_verdict_each_criterion_can_fail():
     thin_noisy = {**thin, "lsuv": [0.5, 2.3, 2.3]}
     checks, numbers = lsuv.judge(deep, std_error, thin_noisy)
     assert not checks["thin: LSUV's advantage over He exceeds 2 x noise"]
+
+
+def test_trend_word_names_the_direction_with_a_tolerance():
+    from initlab.experiments._common import trend_word
+
+    assert trend_word(0.46, 0.17) == "shrinks" and trend_word(0.1, 0.3) == "grows"
+    # within 20% of the first value either way: no direction claimed
+    assert trend_word(0.368, 0.366) == "stays about the same" == trend_word(1.0, 1.19) == trend_word(1.0, 0.81)
+    assert trend_word(1.0, 0.79) == "shrinks" and trend_word(-0.1, 0.2) == "grows"

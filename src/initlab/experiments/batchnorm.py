@@ -30,7 +30,16 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from initlab.experiments._common import Context, evaluate, finish, generator, init_weights, new_figure, train
+from initlab.experiments._common import (
+    Context,
+    evaluate,
+    finish,
+    generator,
+    init_weights,
+    new_figure,
+    train,
+    trend_word,
+)
 
 SCALES = (0.1, 0.3, 1.0, 3.0, 10.0)  # multipliers of He's std sqrt(2 / fan_in)
 NETWORKS = ("plain", "BN")
@@ -166,6 +175,8 @@ def conclude(ctx: Context, runs: dict[str, dict[float, list[dict]]], opts: dict)
                          f"{cell['diverged']}/{len(errs)}"])
     plot(ctx, runs)
     trend = ", ".join(f"{b['steps']}: {b['spread_bn']:.1%} vs {b['spread_plain']:.1%}" for b in by_budget)
+    trend += (" (the effect depends on the budget: BN's spread "
+              f"{trend_word(by_budget[0]['spread_bn'], by_budget[-1]['spread_bn'])} with more steps)")
     lrs = opts["chosen_lr"]
     measured = (f"spread of the final test error over He std x{scales[0]:g}..x{scales[-1]:g} after "
                 f"{opts['steps']} steps (lr tuned at x1: plain {lrs['plain']:g}, BN {lrs['BN']:g}): "

@@ -42,7 +42,16 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from initlab.experiments._common import Context, evaluate, finish, generator, init_weights, new_figure, train
+from initlab.experiments._common import (
+    Context,
+    evaluate,
+    finish,
+    generator,
+    init_weights,
+    new_figure,
+    train,
+    trend_word,
+)
 
 NETWORKS = ("tanh", "relu")
 METHODS = ("he", "orthogonal", "lsuv")
@@ -240,7 +249,11 @@ def conclude(ctx: Context, cfg: dict, deep: dict[str, list[dict]], thin: dict[st
     plot(ctx, deep, thin)
 
     def gaps(key: str, unit: str) -> str:
-        return ", ".join(f"{i + 1}{unit}: {b['gap']:+.3f}" for i, b in enumerate(budgets[key]))
+        text = ", ".join(f"{i + 1}{unit}: {b['gap']:+.3f}" for i, b in enumerate(budgets[key]))
+        if len(budgets[key]) > 1:
+            first, last = budgets[key][0]["gap"], budgets[key][-1]["gap"]
+            text += f"; it {trend_word(first, last)} with the budget"
+        return text
 
     measured = "; ".join(
         f"{a} {DEPTH}x{WIDTH}: final train loss after {cfg['epochs']} epochs LSUV {numbers[a]['lsuv']:.3f} vs "
