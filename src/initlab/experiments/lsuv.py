@@ -94,7 +94,8 @@ def judge(deep: Mapping[str, Mapping[str, Sequence[float]]], std_error: Mapping[
     """The verdict's checks, a pure function of the measured numbers.
 
     Args:
-        deep: ``deep[act][method]``: final training loss per seed of the deep networks (inf if diverged).
+        deep: ``deep[act][method]``: final training loss per seed of the deep networks (a diverged run is
+            counted as chance, ln 10, by the caller).
         std_error: ``std_error[act]``: LSUV's largest ``|std - 1|`` over the layers on held-out images.
         thin: ``thin[method]``: final training loss per seed of the thin network.
 
@@ -130,6 +131,17 @@ def judge(deep: Mapping[str, Mapping[str, Sequence[float]]], std_error: Mapping[
     return checks, numbers
 
 
+def _as_chance(curve: list[float], length: int) -> list[float]:
+    """A loss curve with a diverged run's non-finite and missing evaluations counted as chance (ln 10), so
+    that means and differences over seeds stay finite.
+
+    >>> _as_chance([2.5, 1.0, float("inf")], 4) == [2.5, 1.0, CHANCE_LOSS, CHANCE_LOSS]
+    True
+    """
+    finite = [v if math.isfinite(v) else CHANCE_LOSS for v in curve]
+    return finite + [CHANCE_LOSS] * (length - len(finite))
+
+
 def _start(model, method: str, act: str, seed: int, batch) -> dict | None:
     """Initialize ``model`` by ``method``; LSUV's report (iterations, stds, passes, warnings) or None."""
     import initlab
@@ -162,7 +174,7 @@ def _deep(ctx: Context, ds, cfg: dict, bar) -> dict[str, list[dict]]:
                             batch_size=cfg["batch"], momentum=cfg["momentum"], generator=generator(seed, 1),
                             eval_every=steps_per_epoch,
                             evaluate=lambda m, step: {"train_loss": evaluate(m, ds.x_train, ds.y_train)["loss"]})
-                curve = [e["train_loss"] for e in log.evals] + [math.inf] * (cfg["epochs"] + 1 - len(log.evals))
+                curve = _as_chance([e["train_loss"] for e in log.evals], cfg["epochs"] + 1)
                 rs.append({"seed": seed, "layer_std": stds, "lsuv": info, "epoch_train_loss": curve,
                            "final_train_loss": curve[-1], "diverged": log.diverged,
                            "test_error": evaluate(model, ds.x_test, ds.y_test)["error"]})
@@ -181,16 +193,23 @@ def _thin(ctx: Context, ds, cfg: dict, bar) -> dict[str, list[dict]]:
         for seed in ctx.seeds:
             model = zoo.mlp(THIN_DEPTH, THIN_WIDTH, "relu", in_features=ds.n_features, out_features=ds.n_classes,
                             seed=seed)
-            info = _start(model, method, "relu", seed, ds.x_train[:500])
+            steps = [cfg["thin_steps"] // 4 * i for i in range(5)]
+            try:
+                info = _start(model, method, "relu", seed, ds.x_train[:500])
+            except ValueError as exc:  # LSUV met a dead layer (possible this thin): it failed, counts as chance
+                rs.append({"seed": seed, "last_hidden_std": 0.0, "lsuv": {"error": str(exc)}, "eval_steps": steps,
+                           "train_loss_curve": [CHANCE_LOSS] * 5, "final_train_loss": CHANCE_LOSS,
+                           "diverged": False, "test_error": 0.9})
+                bar.update()
+                continue
             hidden = [s for s in initlab.probe(model, ds.x_train[500:1000]).layers if s.is_layer][-2].act_std
             log = train(model, ds.x_train, ds.y_train, steps=cfg["thin_steps"], lr=cfg["thin_lr"],
                         batch_size=cfg["batch"], momentum=cfg["momentum"], generator=generator(seed, 1),
                         eval_every=cfg["thin_steps"] // 4,
                         evaluate=lambda m, step: {"train_loss": evaluate(m, x_eval, y_eval)["loss"]})
-            curve = [e["train_loss"] for e in log.evals] + [math.inf] * (5 - len(log.evals))
-            rs.append({"seed": seed, "last_hidden_std": hidden, "lsuv": info,
-                       "eval_steps": [cfg["thin_steps"] // 4 * i for i in range(5)], "train_loss_curve": curve,
-                       "final_train_loss": curve[-1], "diverged": log.diverged,
+            curve = _as_chance([e["train_loss"] for e in log.evals], 5)
+            rs.append({"seed": seed, "last_hidden_std": hidden, "lsuv": info, "eval_steps": steps,
+                       "train_loss_curve": curve, "final_train_loss": curve[-1], "diverged": log.diverged,
                        "test_error": evaluate(model, ds.x_test, ds.y_test)["error"]})
             bar.update()
     return runs
