@@ -12,13 +12,14 @@ activations  N(0, sigma) weights in a linear+5xReLU MLP on MNIST: per-layer std 
 saturation   logistic slope at 2 vs 10; U(+-1/sqrt(d)) pre-activation variance 1/3 for every d
 depth        22- and 30-layer ReLU MLPs: steps to leave chance, He vs Xavier (He et al. 2015)
 glorot       sigmoid saturation in training; tanh/softsign standard vs normalized init (Glorot 2010)
-batchnorm    bad inits with and without BatchNorm at 1x and 10x learning rate (Ioffe & Szegedy 2015)
+batchnorm    final error vs init scale (0.1x..10x He), with and without BatchNorm (Ioffe & Szegedy 2015)
 pretraining  deep sigmoid MLP on few labels: random vs RBM vs denoising-autoencoder pretraining
 deep-linear  deep linear nets: learning time vs depth, orthogonal flat, Gaussian growing (Saxe 2013)
-lsuv         LSUV vs He vs orthogonal on deep tanh and ReLU nets (Mishkin & Matas 2016)
+lsuv         LSUV vs He / orthogonal (proper gains) on deep and deep-thin nets (Mishkin & Matas 2016)
 trainable-depth
              tanh MLP training accuracy over sigma_w^2 x depth vs the 6 xi_c curve (Schoenholz et al. 2017)
 isometry     critical tanh, orthogonal vs Gaussian: Jacobian spectrum and training speed (Pennington 2017)
+mutransfer   best Adam learning rate vs width: moves under SP, stays under muP (Yang et al. 2021, TP5)
 ============ ========================================================================================
 
 Defaults take at most about 3 minutes on 2 CPU cores; ``quick=True`` about 20 seconds (smaller models,
@@ -66,13 +67,14 @@ REGISTRY: dict[str, Experiment] = {
                    "sigmoid saturation over training; tanh/softsign standard vs normalized init (Glorot & Bengio 2010)",
                    5, 3),
         Experiment("batchnorm", "batchnorm",
-                   "bad inits with and without BatchNorm, 1x and 10x learning rate (Ioffe & Szegedy 2015)", 2, 1),
+                   "final error vs init scale (0.1x..10x He), with and without BatchNorm (Ioffe & Szegedy 2015)",
+                   3, 2),
         Experiment("pretraining", "pretraining",
                    "deep sigmoid MLP on few labels: random init vs RBM vs denoising-autoencoder pretraining", 3, 2),
         Experiment("deep-linear", "deep_linear",
                    "deep linear nets: learning time vs depth, orthogonal flat, Gaussian growing (Saxe 2013)", 5, 3),
-        Experiment("lsuv", "lsuv", "LSUV vs He vs orthogonal on deep tanh and ReLU nets (Mishkin & Matas 2016)",
-                   3, 2),
+        Experiment("lsuv", "lsuv",
+                   "LSUV vs He / orthogonal (proper gains) on deep and deep-thin nets (Mishkin & Matas 2016)", 3, 2),
         Experiment("trainable-depth", "trainable_depth",
                    "tanh MLP accuracy over sigma_w^2 x depth vs the 6 xi_c curve (Schoenholz et al. 2017)", 2, 1),
         Experiment("isometry", "isometry",

@@ -262,3 +262,18 @@ def new_figure(width: float = 8.0, height: float = 4.5):
 def geomean(values: Iterable[float]) -> float:
     vals = [float(v) for v in values]
     return float(math.exp(sum(math.log(v) for v in vals) / len(vals))) if vals else math.nan
+
+
+def trend_word(first: float, last: float, tolerance: float = 0.2) -> str:
+    """How a quantity moved over the training budget, for verdict texts: ``"shrinks"`` when ``last`` is below
+    ``first`` by more than ``tolerance`` of ``|first|``, ``"grows"`` when above it by more, else
+    ``"stays about the same"``.
+
+    >>> trend_word(0.46, 0.17), trend_word(0.368, 0.366), trend_word(0.1, 0.3)
+    ('shrinks', 'stays about the same', 'grows')
+    """
+    if last < first - tolerance * abs(first):
+        return "shrinks"
+    if last > first + tolerance * abs(first):
+        return "grows"
+    return "stays about the same"

@@ -38,6 +38,17 @@ def plot(ctx: Context, probes: dict[str, object], names: list[str], factors: dic
     plt.close(fig)
 
 
+def judge(factors: dict[float, float]) -> dict[str, bool]:
+    """The verdict's checks from the measured std factor per ReLU layer (``factors[sigma]``): each within
+    :data:`TOLERANCE` of the theory's ``sigma * sqrt(WIDTH / 2)``. A pure function, so a test can feed it
+    factors where the effect is absent (every sigma holding the scale, x1.0) and see it fail.
+
+    >>> all(judge({0.10: 0.71, 0.14: 1.0, 0.28: 1.98}).values()), all(judge({s: 1.0 for s in SIGMAS}).values())
+    (True, False)
+    """
+    return {f"sigma={s:g}": abs(factors[s] - s * math.sqrt(WIDTH / 2)) <= TOLERANCE for s in SIGMAS}
+
+
 def run(ctx: Context) -> dict:
     import initlab
     from initlab import data, zoo
@@ -81,7 +92,7 @@ def run(ctx: Context) -> dict:
         rows.append([sigma, *stds, factor, expected])
     plot(ctx, first_probes, names, {f"sigma = {s:g}": factors[s] for s in SIGMAS})
 
-    checks = {f"sigma={s:g}": abs(factors[s] - s * math.sqrt(WIDTH / 2)) <= TOLERANCE for s in SIGMAS}
+    checks = judge(factors)
     reproduced = all(checks.values())
     expected = "std factor per ReLU layer x0.71 (shrinks), x0.99 (holds), x1.98 (explodes) for sigma 0.10/0.14/0.28"
     measured = ", ".join(fmt_factor(factors[s]) for s in SIGMAS) + f" (tolerance {TOLERANCE})"

@@ -18,6 +18,7 @@ the table's ``expected`` column is ``E[x^2] / 3`` of the actual inputs).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -38,6 +39,20 @@ def _stats(pre: torch.Tensor) -> dict[str, float]:
     sig = torch.sigmoid(pre.double())
     return {"variance": float(pre.double().var()), "outside": float((pre.abs() > BOUND).double().mean()),
             "mean_slope": float((sig * (1 - sig)).mean())}
+
+
+def judge(slope2: float, slope10: float, std_sweep: dict[Any, dict[str, float]],
+          raw_sweep: dict[Any, dict[str, float]]) -> dict[str, bool]:
+    """The verdict's checks, a pure function of the measured numbers: the slopes at 2 and 10, and per fan-in
+    ``d`` the pre-activation ``variance`` and the fraction ``outside`` [-4, 4] for standardized inputs
+    (``std_sweep[d]``) and raw pixels (``raw_sweep[d]``)."""
+    return {
+        "slope ratio f'(2)/f'(10) > 1000": slope2 / slope10 > 1000,
+        f"variance within {TOLERANCE} of 1/3 for every d": all(abs(v["variance"] - 1 / 3) <= TOLERANCE
+                                                              for v in std_sweep.values()),
+        "standardized: < 0.1% outside [-4, 4]": all(v["outside"] < 1e-3 for v in std_sweep.values()),
+        "raw: > 50% outside [-4, 4] for every d": all(v["outside"] > 0.5 for v in raw_sweep.values()),
+    }
 
 
 def run(ctx: Context) -> dict:
@@ -94,13 +109,7 @@ def run(ctx: Context) -> dict:
     slope2, slope10 = sigmoid_slope(2.0), sigmoid_slope(10.0)
     results["slopes"] = {"at_2": slope2, "at_10": slope10, "ratio": slope2 / slope10}
     std_sweep, raw_sweep = results["sweep"]["standardized"], results["sweep"]["raw"]
-    checks = {
-        "slope ratio f'(2)/f'(10) > 1000": slope2 / slope10 > 1000,
-        f"variance within {TOLERANCE} of 1/3 for every d": all(abs(v["variance"] - 1 / 3) <= TOLERANCE
-                                                              for v in std_sweep.values()),
-        "standardized: < 0.1% outside [-4, 4]": all(v["outside"] < 1e-3 for v in std_sweep.values()),
-        "raw: > 50% outside [-4, 4] for every d": all(v["outside"] > 0.5 for v in raw_sweep.values()),
-    }
+    checks = judge(slope2, slope10, std_sweep, raw_sweep)
     plot(ctx, results, samples)
     variances = [v["variance"] for v in std_sweep.values()]
     measured = (f"f'(2) = {slope2:.3f}, f'(10) = {slope10:.2e} (ratio {slope2 / slope10:.0f}); variance "
