@@ -165,6 +165,8 @@ def run(ctx: Context) -> dict:
 
 
 def plot(ctx: Context, runs: dict[int, dict[str, list[dict]]], budget: int) -> None:
+    from initlab.report.figures import mark_clipped, robust_ylim
+
     fig = new_figure(12, 4)
     ax1, *curves = fig.subplots(1, 1 + len(runs))
     names = list(SCHEMES)
@@ -177,11 +179,14 @@ def plot(ctx: Context, runs: dict[int, dict[str, list[dict]]], budget: int) -> N
             ax1.scatter(xs, [budget * 1.15 if v is None else np.nan for v in vals], color=f"C{i}", marker="^",
                         facecolors="none", label="not within budget" if k == i == len(runs) - 1 else None)
             ax = curves[k]
+            # the bulk of the curves sets the y-range, so one diverging seed cannot squash the others; points
+            # above it are drawn at the top edge, with the largest value written (report.figures)
+            top = robust_ylim([v for n2 in names for r2 in by[n2] for v in r2["train_loss_curve"]], around=CHANCE)[1]
             for j, r in enumerate(by[name]):
-                # losses are clipped to the plot range so that one diverging run cannot squash the others
-                ax.plot(r["eval_steps"], np.minimum(r["train_loss_curve"], 3.0), color=f"C{i}", alpha=0.7, lw=1,
+                ax.plot(r["eval_steps"], np.minimum(r["train_loss_curve"], top), color=f"C{i}", alpha=0.7, lw=1,
                         label=name if j == 0 else None)
-            ax.set_ylim(0, 3.0)
+                mark_clipped(ax, r["eval_steps"], r["train_loss_curve"], (0.0, top))
+            ax.set_ylim(0, top)
     ax1.axhline(budget, color="gray", ls="--", lw=1, label=f"budget ({budget} steps)")
     ax1.set(yscale="log", xticks=range(len(runs)), xticklabels=[f"{d} layers" for d in runs],
             ylabel="steps to leave chance (per seed)", title="He et al. 2015: delay before learning")
