@@ -185,8 +185,11 @@ def plot(ctx: Context, runs: dict[int, dict[str, list[dict]]], budget: int) -> N
             for j, r in enumerate(by[name]):
                 ax.plot(r["eval_steps"], np.minimum(r["train_loss_curve"], top), color=f"C{i}", alpha=0.7, lw=1,
                         label=name if j == 0 else None)
-                mark_clipped(ax, r["eval_steps"], r["train_loss_curve"], (0.0, top))
             ax.set_ylim(0, top)
+    for ax, by in zip(curves, runs.values()):  # one mark per panel for the points above its range
+        every = [r for n2 in names for r in by[n2]]
+        mark_clipped(ax, np.concatenate([r["eval_steps"] for r in every]),
+                     np.concatenate([r["train_loss_curve"] for r in every]), ax.get_ylim())
     ax1.axhline(budget, color="gray", ls="--", lw=1, label=f"budget ({budget} steps)")
     ax1.set(yscale="log", xticks=range(len(runs)), xticklabels=[f"{d} layers" for d in runs],
             ylabel="steps to leave chance (per seed)", title="He et al. 2015: delay before learning")
