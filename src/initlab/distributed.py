@@ -65,7 +65,7 @@ from initlab import sampling
 from initlab.initializers import Constant, Initializer, Normal, TruncatedNormal, Uniform, VarianceScaling
 from initlab.initializers.basic import TRUNC2_STD, clamp_cast
 
-__all__ = ["is_dtensor", "is_sharded", "geometry", "Geometry", "pointwise", "Pointwise", "checksum", "global_view",
+__all__ = ["is_dtensor", "is_sharded", "geometry", "Geometry", "pointwise", "Pointwise", "checksum", "checksums", "global_view",
            "ShardedInit"]
 
 CHUNK = 1 << 22  # values per generator call (16 MB of float32 scratch at most)
@@ -566,3 +566,15 @@ class ShardedInit:
             how = f"owner rank {owner} computed it whole in {seconds:.3g} s and scattered {sent} bytes"
         entry.sharding = f"{list(p.placements)} on a mesh of shape {tuple(p.device_mesh.shape)}: {how}"
         return sent
+
+
+def checksums(model: nn.Module) -> dict[str, str]:
+    """The :func:`checksum` of every parameter of ``model`` by name, DTensor or not (a collective when some
+    are DTensors: call it on every rank). Compare runs, world sizes or libraries with it."""
+    from types import SimpleNamespace
+
+    entries = [SimpleNamespace(name=n, std=None, checksum=None, sharding=None) for n, _ in model.named_parameters()]
+    if is_sharded(model):
+        ShardedInit(model).complete(entries, model, [])
+    params = dict(model.named_parameters())
+    return {e.name: e.checksum or checksum(params[e.name].detach()) for e in entries}
