@@ -70,6 +70,7 @@ __all__ = ["is_dtensor", "is_sharded", "geometry", "Geometry", "pointwise", "Poi
 
 CHUNK = 1 << 22  # values per generator call (16 MB of float32 scratch at most)
 GAP = 1 << 16  # skipped values worth one extra generator call (a call costs ~50 us, a value ~1 ns)
+SMALL = 1 << 16  # values per torch statistics step: fresh 32 MB temporaries cost page faults, 512 KB ones do not
 _M31 = (1 << 31) - 1
 _P61 = (1 << 61) - 1
 _K1, _K2, _K3 = 0x5BD1E995, 0x2545F491, 0x1B873593  # odd constants below 2**31 (hash mixing)
@@ -177,15 +178,15 @@ def geometry(shape: tuple[int, ...], mesh: Any, placements: Any, rank: int) -> G
     return Geometry(tuple(shape), [i.contiguous() for i in index], owner)
 
 
-def _pieces(offsets: np.ndarray, lengths: np.ndarray) -> Iterator[tuple[int, int, int, int, int]]:
-    """``(local position, m runs, run length, first global offset, step)``: the runs in generator-call sized
-    pieces; a piece of ``m > 1`` equal runs at a constant ``step`` is drawn as one covering range."""
+def _pieces(offsets: np.ndarray, lengths: np.ndarray, chunk: int = CHUNK) -> Iterator[tuple[int, int, int, int, int]]:
+    """``(local position, m runs, run length, first global offset, step)``: the runs in pieces of at most
+    ``chunk`` values; a piece of ``m > 1`` equal runs at a constant ``step`` is drawn as one covering range."""
     pos, i, count = 0, 0, len(offsets)
     while i < count:
         off, length = int(offsets[i]), int(lengths[i])
-        if length >= GAP:
-            for s in range(0, length, CHUNK):
-                yield pos + s, 1, min(CHUNK, length - s), off + s, length
+        if length >= min(GAP, chunk):
+            for s in range(0, length, chunk):
+                yield pos + s, 1, min(chunk, length - s), off + s, length
             pos, i = pos + length, i + 1
             continue
         m, step = 1, length
@@ -194,7 +195,7 @@ def _pieces(offsets: np.ndarray, lengths: np.ndarray) -> Iterator[tuple[int, int
             if step < length or step - length > GAP:
                 step = length
             else:
-                while (i + m < count and int(lengths[i + m]) == length and m * step + length <= CHUNK
+                while (i + m < count and int(lengths[i + m]) == length and m * step + length <= chunk
                        and int(offsets[i + m]) - int(offsets[i + m - 1]) == step):
                     m += 1
         yield pos, m, length, off, step
@@ -323,9 +324,12 @@ def _hash_sum(values: torch.Tensor, index: torch.Tensor) -> int:
 
 
 def _partial_checksum(local: torch.Tensor, runs: tuple[np.ndarray, np.ndarray]) -> int:
+    """``sum h`` over the local shard, whose elements sit at the global ``runs``, mod 2**61 - 1."""
     flat = local.detach().reshape(-1)
+    if flat.device.type == "cpu" and philox.numba_available():
+        return _numba_checksum(flat, runs)
     total = 0
-    for pos, m, length, off, step in _pieces(*runs):
+    for pos, m, length, off, step in _pieces(*runs, chunk=SMALL):  # small chunks: int64 temporaries stay cached
         idx = (torch.arange(m, dtype=torch.int64, device=flat.device)[:, None] * step
                + torch.arange(length, dtype=torch.int64, device=flat.device)[None, :] + off).reshape(-1)
         total += _hash_sum(flat[pos:pos + m * length], idx)
@@ -348,11 +352,66 @@ def _hex(total: int) -> str:
     return f"{total % _P61 * _K_FINAL % _P61:016x}"
 
 
+_NUMBA: dict[str, Any] = {}
+_prange = range  # numba.prange once compiled
+
+
+def _nb_checksum(words, wide, pos, m, length, off, step, out):  # compiled by _numba_checksum
+    mask, p61 = np.uint64(_M31), np.uint64(_P61)
+    k1, k2, k3 = np.uint64(_K1), np.uint64(_K2), np.uint64(_K3)
+    s31, s32, lo32 = np.uint64(31), np.uint64(32), np.uint64(0xFFFFFFFF)
+    for t in _prange(len(pos)):
+        total = np.uint64(0)
+        for r in range(m[t]):
+            p0 = pos[t] + r * length[t]
+            g0 = off[t] + r * step[t]
+            for j in range(length[t]):
+                w = np.uint64(words[p0 + j])
+                if wide:
+                    w = (w >> s32) * k3 + (w & lo32)
+                    w = (w & mask) + (w >> s31)
+                    w = (w & mask) + (w >> s31)
+                a = np.uint64(g0 + j)
+                a = (a & mask) + (a >> s31)
+                a = (a & mask) + (a >> s31)
+                h = a * k1 + w
+                h = (h & mask) + (h >> s31)
+                h = (h & mask) + (h >> s31)
+                h = h * h
+                h = (h & mask) + (h >> s31)
+                h = (h & mask) + (h >> s31)
+                h = h * k2 + a
+                h = (h & mask) + (h >> s31)
+                h = (h & mask) + (h >> s31)
+                h = h * h
+                h = (h & mask) + (h >> s31)
+                total += (h & mask) + (h >> s31)
+        out[t] = total % p61
+
+
+def _numba_checksum(flat: torch.Tensor, runs: tuple[np.ndarray, np.ndarray]) -> int:
+    """The same sum as the torch path (tested), in one compiled pass with no temporaries."""
+    if "kernel" not in _NUMBA:
+        import numba
+
+        globals()["_prange"] = numba.prange
+        _NUMBA["kernel"] = numba.njit(parallel=True, cache=True, nogil=True)(_nb_checksum)
+    pieces = np.array(list(_pieces(*runs)), dtype=np.int64).reshape(-1, 5)
+    if not len(pieces):
+        return 0
+    size = flat.element_size()
+    view = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[size]
+    words = flat.view(view).numpy().view({1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[size])
+    out = np.zeros(len(pieces), dtype=np.uint64)
+    _NUMBA["kernel"](words, size == 8, *(np.ascontiguousarray(pieces[:, i]) for i in range(5)), out)
+    return sum(int(v) for v in out) % _P61
+
+
 def _moments(local: torch.Tensor, runs: tuple[np.ndarray, np.ndarray]) -> tuple[float, float, float]:
     """``(count, mean, M2)`` in float64, combined over pieces with Chan et al.'s formula."""
     flat = local.detach().reshape(-1)
     n, mean, m2 = 0.0, 0.0, 0.0
-    for pos, m, length, _, _ in _pieces(*runs):
+    for pos, m, length, _, _ in _pieces(*runs, chunk=SMALL):
         x = flat[pos:pos + m * length].double()
         k = float(x.numel())
         mu = float(x.mean())
