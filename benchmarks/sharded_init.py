@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import hashlib
 import json
 import os
@@ -136,6 +137,7 @@ def _worker(rank: int, world: int, port: int, args: argparse.Namespace, out: str
     shard = _shard_bytes(model)
     ours = {e.name: e.checksum for e in report}
     del model, report
+    gc.collect()  # FSDP's state and hooks form reference cycles: free the first model before the anchor's
     theirs, torch_seconds = {}, float("nan")
     if args.anchor:
         model = build(args.size, args.sharding, mesh, dtype)
@@ -190,9 +192,9 @@ def main(argv: list[str] | None = None) -> None:
         rows = run_world(world, args)
         results[world] = rows
         for r in rows:
-            print(f"{world:>5} {r['rank']:>4} {r['seconds']:>8.2f} {r['shard'] / 2**20:>10.1f} {r['peak'] / 2**20:>9.1f} "
-                  f"{r['peak'] / r['shard']:>10.2f} {r['torch_seconds']:>8.2f} {_digest(r['ours']):>14} "
-                  f"{_digest(r['theirs']) if r['theirs'] else '-':>12}")
+            print(f"{world:>5} {r['rank']:>4} {r['seconds']:>8.2f} {r['shard'] / 2**20:>10.1f} "
+                  f"{r['peak'] / 2**20:>9.1f} {r['peak'] / r['shard']:>10.2f} {r['torch_seconds']:>8.2f} "
+                  f"{_digest(r['ours']):>14} {_digest(r['theirs']) if r['theirs'] else '-':>12}")
         sys.stdout.flush()
     _compare(results, args.anchor)
 

@@ -65,8 +65,8 @@ from initlab import sampling
 from initlab.initializers import Constant, Initializer, Normal, TruncatedNormal, Uniform, VarianceScaling
 from initlab.initializers.basic import TRUNC2_STD, clamp_cast
 
-__all__ = ["is_dtensor", "is_sharded", "geometry", "Geometry", "pointwise", "Pointwise", "checksum", "checksums", "global_view",
-           "ShardedInit"]
+__all__ = ["is_dtensor", "is_sharded", "geometry", "Geometry", "pointwise", "Pointwise", "checksum", "checksums",
+           "global_view", "ShardedInit"]
 
 CHUNK = 1 << 22  # values per generator call (16 MB of float32 scratch at most)
 GAP = 1 << 16  # skipped values worth one extra generator call (a call costs ~50 us, a value ~1 ns)
