@@ -366,12 +366,15 @@ class _FakeMesh:
 
 def _placements(*specs):
     from torch.distributed.tensor import Replicate, Shard
+    from torch.distributed.tensor.placement_types import _StridedShard
 
-    return [Replicate() if s is None else Shard(s) for s in specs]
+    return [Replicate() if s is None else _StridedShard(0, split_factor=2) if s == "strided" else Shard(s)
+            for s in specs]
 
 
 @pytest.mark.parametrize("shape,mesh,specs", [((10, 7), (4,), (0,)), ((10, 7), (4,), (1,)), ((5, 6, 7), (2, 2), (1, 2)),
-                                              ((9, 4), (2, 3), (None, 0)), ((3,), (4,), (0,))])
+                                              ((9, 4), (2, 3), (None, 0)), ((3,), (4,), (0,)),
+                                              ((11, 3), (2, 2), ("strided", 0))])
 def test_geometry_runs_cover_exactly_the_local_shard(shape, mesh, specs):
     m = _FakeMesh(mesh)
     full = torch.arange(math.prod(shape)).reshape(shape)
@@ -394,9 +397,10 @@ SPECS = [s for s in registry.available() if s not in ("sparse",)]
 def test_pointwise_runs_equal_slices_of_the_whole(dtype):
     """Every registry initializer that pointwise() accepts, drawn run by run at global offsets (short runs with
     a gap, as a Shard(1) slab, and one long run), equals the same elements of sample() on the whole tensor."""
-    shape = (37, 300)
-    offsets = np.array([5 * 300 + 40 + 300 * r for r in range(20)] + [30 * 300])
-    lengths = np.array([70] * 20 + [7 * 300])
+    shape = (300, 300)  # runs: a Shard(1)-like slab (one covering call), a short run, a run longer than GAP
+    offsets = np.array([5 * 300 + 40 + 300 * r for r in range(20)] + [30 * 300, 60 * 300])
+    lengths = np.array([70] * 20 + [7 * 300, 240 * 300])
+    assert [p[1] for p in distributed._pieces(offsets, lengths)] == [20, 1, 1]
     accepted = 0
     for spec in SPECS + ["normal(0.3, 2.0)", "truncated_normal(0.5, bounds=(-1, 3))", "uniform((-2, 5))",
                          "variance_scaling(3.0, 'fan_avg', 'truncated_normal')", "he_uniform", "constant(0.7)"]:
