@@ -446,6 +446,15 @@ def test_checksum_depends_on_values_and_positions_not_on_the_split():
     assert len(distributed.checksum(t)) == 16
 
 
+@pytest.mark.skipif(not initlab.rng.numba_available(), reason="the compiled checksum needs numba")
+def test_compiled_checksum_equals_the_torch_one():
+    g = torch.Generator().manual_seed(1)
+    runs = (np.array([3, 200, 260, 320, 5000]), np.array([50, 40, 40, 40, 70000]))  # a slab and a long run
+    for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
+        x = torch.randn(int(runs[1].sum()), generator=g).to(dtype)
+        assert distributed._partial_checksum(x, runs, True) == distributed._partial_checksum(x, runs, False), dtype
+
+
 def test_single_process_report_carries_checksums():
     model = MLP()
     report = initlab.init_model(model, seed=SEED, rng="philox")

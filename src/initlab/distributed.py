@@ -151,8 +151,8 @@ class Geometry:
 def _coordinate(mesh: Any, rank: int) -> tuple[int, ...]:
     where = (mesh.mesh == rank).nonzero()
     if len(where) == 0:
-        raise ValueError(f"rank {rank} is not in the device mesh {mesh.mesh.tolist()}: initlab needs every "
-                         "DTensor's mesh to span the whole default process group")
+        raise ValueError(f"rank {rank} is not in the device mesh {mesh.mesh.tolist()}: initlab needs every rank to "
+                         "hold a shard or replica of every parameter (no pipeline stages)")
     return tuple(int(c) for c in where[0])
 
 
@@ -323,10 +323,13 @@ def _hash_sum(values: torch.Tensor, index: torch.Tensor) -> int:
     return int(h.sum())
 
 
-def _partial_checksum(local: torch.Tensor, runs: tuple[np.ndarray, np.ndarray]) -> int:
-    """``sum h`` over the local shard, whose elements sit at the global ``runs``, mod 2**61 - 1."""
+def _partial_checksum(local: torch.Tensor, runs: tuple[np.ndarray, np.ndarray], compiled: bool | None = None) -> int:
+    """``sum h`` over the local shard, whose elements sit at the global ``runs``, mod 2**61 - 1 (``compiled``:
+    the numba kernel, by default for CPU tensors when numba is installed; else torch operations)."""
     flat = local.detach().reshape(-1)
-    if flat.device.type == "cpu" and philox.numba_available():
+    if compiled is None:
+        compiled = flat.device.type == "cpu" and philox.numba_available()
+    if compiled:
         return _numba_checksum(flat, runs)
     total = 0
     for pos, m, length, off, step in _pieces(*runs, chunk=SMALL):  # small chunks: int64 temporaries stay cached
@@ -395,6 +398,7 @@ def _numba_checksum(flat: torch.Tensor, runs: tuple[np.ndarray, np.ndarray]) -> 
         import numba
 
         globals()["_prange"] = numba.prange
+        _NUMBA["numba"] = numba
         _NUMBA["kernel"] = numba.njit(parallel=True, cache=True, nogil=True)(_nb_checksum)
     pieces = np.array(list(_pieces(*runs)), dtype=np.int64).reshape(-1, 5)
     if not len(pieces):
@@ -403,7 +407,13 @@ def _numba_checksum(flat: torch.Tensor, runs: tuple[np.ndarray, np.ndarray]) -> 
     view = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[size]
     words = flat.view(view).numpy().view({1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[size])
     out = np.zeros(len(pieces), dtype=np.uint64)
-    _NUMBA["kernel"](words, size == 8, *(np.ascontiguousarray(pieces[:, i]) for i in range(5)), out)
+    numba = _NUMBA["numba"]
+    previous, threads = numba.get_num_threads(), max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(threads)  # torch's thread count, as initlab.rng's kernel
+    try:
+        _NUMBA["kernel"](words, size == 8, *(np.ascontiguousarray(pieces[:, i]) for i in range(5)), out)
+    finally:
+        numba.set_num_threads(previous)
     return sum(int(v) for v in out) % _P61
 
 
