@@ -390,6 +390,16 @@ def test_geometry_runs_cover_exactly_the_local_shard(shape, mesh, specs):
     assert seen.tolist() == [1] * full.numel()  # owners (first replicas) partition the tensor
 
 
+def test_geometry_refuses_partial_placements_and_ranks_outside_the_mesh():
+    from torch.distributed.tensor import Partial
+
+    with pytest.raises(ValueError, match=r"placement P\(sum\) is not supported"):
+        distributed.geometry((4, 4), _FakeMesh((2,)), [Partial()], 0)
+    with pytest.raises(ValueError, match="rank 5 is not in the device mesh"):
+        distributed.geometry((4, 4), _FakeMesh((2,)), _placements(0), 5)
+    assert distributed.geometry((4, 4), _FakeMesh((2,)), _placements(0), 1).local_shape == (2, 4)
+
+
 SPECS = [s for s in registry.available() if s not in ("sparse",)]
 
 
