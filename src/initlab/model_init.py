@@ -68,6 +68,7 @@ allocated once, on that device, already holding its initial values (no ``to_empt
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -78,6 +79,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from initlab import distributed
 from initlab.gains import Activation, variance_gain
 from initlab.graph import LINEAR, Graph, LayerNode, trace
 from initlab.initializers import GlorotUniform, He, Initializer, Normal, Ones, Orthogonal, Zeros, get
@@ -125,10 +127,12 @@ class InitEntry:
     std: float | None
     expected_std: float | None = None
     uses: str = ""  # every role the tensor serves (tied weights: several), from initlab.semantics
+    checksum: str | None = None  # initlab.distributed.checksum: the same for any sharding of the same values
+    sharding: str | None = None  # DTensor parameters: placements, and how the shards were made
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in ("name", "layer", "layer_type", "kind", "role", "act_in", "act_out",
-                                           "initializer", "std", "expected_std", "uses")}
+                                           "initializer", "std", "expected_std", "uses", "checksum", "sharding")}
         d["shape"] = list(self.shape)
         d["fans"] = None if self.fans is None else {"fan_in": self.fans.fan_in, "fan_out": self.fans.fan_out,
                                                     "receptive_field": self.fans.receptive_field}
@@ -235,6 +239,7 @@ class _Plan:
     act_label: str | None = ""  # "" = the layer's act_in
     info: ParamInfo | None = None
     keep: bool = False  # reported, never drawn or assigned (layer scale: the model's own value)
+    shard: Any = None  # initlab.distributed.ShardedInit when the parameter is a DTensor
 
     def describe(self) -> str:
         if self.keep:
@@ -580,15 +585,25 @@ def init_model(
     He(gain=1.5925374197228312)
     """
     opts = _validate(model, scheme, bias, output, residual, rules, allow_symmetric, seed, generator, device, rng)
-    graph = trace(model, example_inputs, check=True)
-    sem = describe(graph)
-    warnings = _trace_warnings(graph, residual)
-    plans, untouched, out_weight = _plan(model, sem, opts, warnings)
+    shard = None
+    if distributed.is_sharded(model):  # DTensor parameters: each rank fills its shard (initlab.distributed)
+        opts.rng = distributed.check_rng(rng, generator)
+        shard = distributed.ShardedInit(model)
+    with distributed.global_view(model) if shard else contextlib.nullcontext():
+        graph = trace(model, example_inputs, check=True)
+        sem = describe(graph)
+        warnings = _trace_warnings(graph, residual)
+        plans, untouched, out_weight = _plan(model, sem, opts, warnings)
     generator, seed = _generator(seed, generator, opts.rng)
+    if shard:
+        shard.adopt(plans, model)
+        seed = shard.agree_seed(seed)
     ordered = [plans[n] for n in dict(model.named_parameters()) if n in plans]
+    for pl in ordered:
+        pl.shard = shard if distributed.is_dtensor(pl.param) else None
     new_values = _draw(ordered, opts.device, generator, seed)
     _assign(model, ordered, new_values, untouched, opts.device, warnings)
-    return _report(model, ordered, untouched, warnings, opts, seed, graph)
+    return _report(model, ordered, untouched, warnings, opts, seed, graph, shard)
 
 
 @dataclass
@@ -744,7 +759,7 @@ def _draw(ordered: list[_Plan], device: torch.device | None, generator: torch.Ge
             continue
         dev = device if pl.param.is_meta else pl.param.device
         try:
-            new_values[pl.name] = pl.draw(dev, generator, seed)
+            new_values[pl.name] = pl.draw(dev, generator, seed) if pl.shard is None else pl.shard.draw(pl, dev, seed)
         except (ValueError, TypeError) as exc:
             raise type(exc)(f"parameter {pl.name} {tuple(pl.param.shape)} with {pl.describe()}: {exc}") from None
     return new_values
@@ -774,8 +789,7 @@ def _assign(model: nn.Module, ordered: list[_Plan], new_values: dict[str, torch.
             for name in list(untouched) + [pl.name for pl in ordered if pl.keep]:
                 p = all_params[name]
                 if p.is_meta:
-                    fresh = nn.Parameter(torch.zeros(p.shape, dtype=p.dtype, device=device),
-                                         requires_grad=p.requires_grad)
+                    fresh = nn.Parameter(distributed.zeros_like_param(p, device), requires_grad=p.requires_grad)
                     _replace_param(model, p, fresh)
                     replaced.append((p, fresh))
                     if name in untouched:
@@ -801,8 +815,10 @@ def _assign(model: nn.Module, ordered: list[_Plan], new_values: dict[str, torch.
 
 
 def _report(model: nn.Module, ordered: list[_Plan], untouched: dict[str, str], warnings: list[str], opts: _Options,
-            seed: int | None, graph: Graph) -> InitReport:
+            seed: int | None, graph: Graph, shard: distributed.ShardedInit | None = None) -> InitReport:
     entries = [_entry(model, pl) for pl in ordered]
+    if shard is not None:
+        shard.complete(entries, model, warnings)
     left = [Untouched(n, tuple(_current(model, n).shape), why) for n, why in untouched.items()]
     return InitReport(entries, left, warnings, "auto" if opts.scheme is None else repr(opts.scheme), opts.residual,
                       seed, graph)
@@ -817,7 +833,9 @@ def _entry(model: nn.Module, pl: _Plan) -> InitEntry:
             fan = pl.ini.fans_of(shape) if isinstance(pl.ini, FanBased) else fans(shape)
         except ValueError:
             fan = None
-    std = _std(p.detach())
+    sharded = distributed.is_dtensor(p)  # its std and checksum come from all ranks (ShardedInit.complete)
+    std = None if sharded else _std(p.detach())
+    check = None if sharded else distributed.checksum(p.detach())
     try:
         expected = pl.ini.expected_std(shape) if pl.blocks == 1 else pl.ini.expected_std((shape[0] // pl.blocks,
                                                                                            *shape[1:]))
@@ -832,7 +850,7 @@ def _entry(model: nn.Module, pl: _Plan) -> InitEntry:
     roles = pl.info.roles if pl.info is not None else ""
     return InitEntry(name=pl.name, shape=shape, layer=node.name, layer_type=type(node.module).__name__,
                      kind=node.kind, role=pl.role, act_in=act_in, act_out=str(node.act_out) if is_weight else None,
-                     initializer=pl.describe(), fans=fan, std=std, expected_std=expected, uses=roles)
+                     initializer=pl.describe(), fans=fan, std=std, expected_std=expected, uses=roles, checksum=check)
 
 
 def _std(x: torch.Tensor) -> float | None:
