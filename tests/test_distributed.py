@@ -155,7 +155,8 @@ def _reference(name: str, seed: int = SEED) -> tuple[dict[str, torch.Tensor], di
     """One process, no torch.distributed: what every sharded run must reproduce."""
     if (name, seed) not in _REFERENCES:
         model = BUILDERS[name]()
-        report = initlab.init_model(model, seed=seed, rng="philox", example_inputs=INPUTS[name](), rules=RULES[name])
+        report = initlab.init_model(model, seed=seed, rng="philox", example_inputs=INPUTS[name](), rules=RULES[name],
+                                    checksum=True)
         _REFERENCES[name, seed] = ({n: p.detach().clone() for n, p in model.named_parameters()},
                                    {e.name: e.checksum for e in report})
     return _REFERENCES[name, seed]
@@ -467,7 +468,11 @@ def test_compiled_checksum_equals_the_torch_one():
 
 def test_single_process_report_carries_checksums():
     model = MLP()
-    report = initlab.init_model(model, seed=SEED, rng="philox")
+    # by default a one-process report skips them (one more pass over the weights); checksum=True asks
+    assert all(e.checksum is None for e in initlab.init_model(model, seed=SEED))
+    with pytest.raises(TypeError, match="checksum"):
+        initlab.init_model(model, seed=SEED, checksum="yes")
+    report = initlab.init_model(model, seed=SEED, rng="philox", checksum=True)
     for name, p in model.named_parameters():
         assert report[name].checksum == distributed.checksum(p.detach())
         assert report[name].sharding is None

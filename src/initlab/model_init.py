@@ -558,6 +558,7 @@ def init_model(
     allow_symmetric: bool = False,
     device: Any = None,
     rng: str | None = None,
+    checksum: bool | None = None,
 ) -> InitReport:
     """Initialize every parameter of ``model`` in place and report what was done (see the module docstring).
 
@@ -578,6 +579,11 @@ def init_model(
             the other parameters, the thread count, the sharding or the device (initlab.rng, docs/rng.md); with
             no seed a fresh one is drawn from the OS and reported. ``"torch"`` (the default when ``generator``
             is given): torch's sequential stream (``generator``, or one seeded with ``seed``).
+        checksum: put :func:`initlab.distributed.checksum` of every parameter in the report (``InitEntry.checksum``,
+            the same for any sharding of the same values). None (default): for sharded (DTensor) models, where
+            every rank's report must agree, and not otherwise (it costs about one more pass over the weights);
+            True: always (e.g. the one-process reference of a sharded run). A sharded model's report always
+            carries them.
 
     >>> from torch import nn
     >>> net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
@@ -585,6 +591,8 @@ def init_model(
     He(gain=1.5925374197228312)
     """
     opts = _validate(model, scheme, bias, output, residual, rules, allow_symmetric, seed, generator, device, rng)
+    if checksum is not None:
+        check_flag(checksum, "checksum")
     shard = None
     if distributed.is_sharded(model):  # DTensor parameters: each rank fills its shard (initlab.distributed)
         opts.rng = distributed.check_rng(rng, generator)
@@ -603,7 +611,8 @@ def init_model(
         pl.shard = shard if distributed.is_dtensor(pl.param) else None
     new_values = _draw(ordered, opts.device, generator, seed)
     _assign(model, ordered, new_values, untouched, opts.device, warnings)
-    return _report(model, ordered, untouched, warnings, opts, seed, graph, shard)
+    sums = shard is not None if checksum is None else checksum  # a sharded model's plain parameters too
+    return _report(model, ordered, untouched, warnings, opts, seed, graph, shard, sums)
 
 
 @dataclass
@@ -815,8 +824,9 @@ def _assign(model: nn.Module, ordered: list[_Plan], new_values: dict[str, torch.
 
 
 def _report(model: nn.Module, ordered: list[_Plan], untouched: dict[str, str], warnings: list[str], opts: _Options,
-            seed: int | None, graph: Graph, shard: distributed.ShardedInit | None = None) -> InitReport:
-    entries = [_entry(model, pl) for pl in ordered]
+            seed: int | None, graph: Graph, shard: distributed.ShardedInit | None = None,
+            checksum: bool = False) -> InitReport:
+    entries = [_entry(model, pl, checksum) for pl in ordered]
     if shard is not None:
         shard.complete(entries, model, warnings)
     left = [Untouched(n, tuple(_current(model, n).shape), why) for n, why in untouched.items()]
@@ -824,7 +834,7 @@ def _report(model: nn.Module, ordered: list[_Plan], untouched: dict[str, str], w
                       seed, graph)
 
 
-def _entry(model: nn.Module, pl: _Plan) -> InitEntry:
+def _entry(model: nn.Module, pl: _Plan, checksum: bool = False) -> InitEntry:
     p = _current(model, pl.name)
     shape = tuple(p.shape)
     fan = None
@@ -835,7 +845,7 @@ def _entry(model: nn.Module, pl: _Plan) -> InitEntry:
             fan = None
     sharded = distributed.is_dtensor(p)  # its std and checksum come from all ranks (ShardedInit.complete)
     std = None if sharded else _std(p.detach())
-    check = None if sharded else distributed.checksum(p.detach())
+    check = distributed.checksum(p.detach()) if checksum and not sharded else None
     try:
         expected = pl.ini.expected_std(shape) if pl.blocks == 1 else pl.ini.expected_std((shape[0] // pl.blocks,
                                                                                            *shape[1:]))
