@@ -850,3 +850,43 @@ def test_a_pooled_relu_head_lands_near_unit_output():
             plain.append(float((feats @ w.T).pow(2).mean().sqrt()))
     assert 0.75 * 0.75 <= float(np.mean(outs)) <= 1.33 * 1.25, (outs, plain)
     assert float(np.mean(plain)) < 0.5, plain  # the control: the plain ReLU gain errs low (0.41 here)
+
+
+# -- the meta device: no values to read ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ["normalized", "weight_first", "plain"])
+def test_meta_norm_gains_are_read_from_how_the_tensor_was_made(form):
+    """Built on meta, the RMSNorm written out (either order) is still a norm gain, and a plain multiplier is
+    still a scale: the meta route gives the plan of the in-place route."""
+    x = batch(4, 8)
+    here = NormNet(form, untraceable=True)
+    with torch.device("meta"):
+        there = NormNet(form, untraceable=True)
+    role = describe(trace(there, x)).params["norm.weight"].role
+    assert role == describe(trace(here, x)).params["norm.weight"].role
+    assert role == ("scale" if form == "plain" else "norm_gain")
+
+
+class MaskCheck(nn.Module):
+    """A data-dependent branch, as transformers' mask helpers have: `if cond:` on a tensor."""
+
+    def __init__(self, integer: bool = False) -> None:
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.integer = integer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.integer:
+            return self.fc(x)[:, : int((x > 0).sum().item())]  # a size from the values: not decidable on meta
+        return self.fc(x) if bool((x == x).all()) else x
+
+
+def test_meta_boolean_conditions_take_the_usual_branch_and_integer_ones_fail_clearly():
+    with torch.device("meta"):
+        net, bad = MaskCheck(), MaskCheck(integer=True)
+    report = init_model(net, example_inputs=batch(2, 8), seed=0, device="cpu")
+    assert report["fc.weight"].role == "weight" and not net.fc.weight.is_meta
+    with pytest.raises(initlab.graph.InputsError, match="example_inputs"):
+        init_model(bad, example_inputs=batch(2, 8), seed=0, device="cpu")
+    assert bad.fc.weight.is_meta  # left as it was
