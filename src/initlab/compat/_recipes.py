@@ -15,6 +15,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+import torch
+
 from initlab.gains import resolve_activation, variance_gain
 from initlab.initializers import (
     Constant,
@@ -102,3 +105,15 @@ def activation_scale(activation: str, param: float | None = None) -> float:
                         f"initlab.gains.ACTIVATION_NAMES); got {activation!r} ({type(activation).__name__})")
     act = resolve_activation(activation, param, argname="activation")
     return variance_gain(act) ** 2
+
+
+_TORCH_DTYPES = {"float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def host_sample(ini: Initializer, shape: tuple[int, ...], dtype: str, seed: int) -> np.ndarray:
+    """The fallback of both adapters: ``ini``'s own sampler on the host, from a torch generator seeded with
+    ``seed``, in torch's ``dtype`` of that name (float32 for the others), returned as float32 or float64 NumPy
+    (NumPy has no bfloat16; the adapter casts to ``dtype``)."""
+    sample_dtype = _TORCH_DTYPES.get(dtype, torch.float32)
+    values = ini.sample(shape, dtype=sample_dtype, generator=torch.Generator().manual_seed(seed))
+    return values.to(torch.float64 if sample_dtype == torch.float64 else torch.float32).numpy()

@@ -29,9 +29,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
-from initlab.compat._recipes import Recipe, activation_scale, recipe, with_layout
+from initlab.compat._recipes import Recipe, activation_scale, host_sample, recipe, with_layout
 from initlab.initializers import Constant, DeltaOrthogonal, Initializer, Normal, Orthogonal, TruncatedNormal, Uniform
 from initlab.initializers import VarianceScaling as _VarianceScaling
 from initlab.initializers import get as _get
@@ -205,9 +204,6 @@ def delta_orthogonal(scale: float = 1.0, column_axis: int = -1) -> Initializer:
 
 # --- the draw ---------------------------------------------------------------------------------------
 
-_TORCH_DTYPES = {"float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
 def _draw(ini: Initializer, key: Any, shape: Any, dtype: Any = None, out_sharding: Any = None) -> Any:
     """JAX's ``init(key, shape, dtype, out_sharding)``: every check before anything is drawn."""
     import jax.numpy as jnp
@@ -288,12 +284,8 @@ def _host(ini: Initializer, key: Any, dims: tuple[int, ...], dtype: Any) -> Any:
 
     bits = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     np_dtype = np.dtype(dtype)
-    sample_dtype = _TORCH_DTYPES.get(np_dtype.name, torch.float32)
 
     def draw(raw: np.ndarray) -> np.ndarray:
-        seed = key_seed(raw)
-        values = ini.sample(dims, dtype=sample_dtype, generator=torch.Generator().manual_seed(seed))
-        wide = torch.float64 if sample_dtype == torch.float64 else torch.float32  # numpy has no bfloat16
-        return values.to(wide).numpy().astype(np_dtype)
+        return host_sample(ini, dims, np_dtype.name, key_seed(raw)).astype(np_dtype)
 
     return jax.pure_callback(draw, jax.ShapeDtypeStruct(dims, dtype), bits)

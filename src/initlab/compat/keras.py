@@ -38,9 +38,7 @@ import random
 import sys
 from typing import Any
 
-import torch
-
-from initlab.compat._recipes import activation_scale, recipe, with_layout
+from initlab.compat._recipes import activation_scale, host_sample, recipe, with_layout
 from initlab.initializers import Constant, Glorot, He, Initializer, Normal, Uniform
 from initlab.initializers import Identity as _Identity
 from initlab.initializers import Orthogonal as _Orthogonal
@@ -266,17 +264,11 @@ def _draw(keras: Any, ini: Initializer, dims: tuple[int, ...], dtype: Any, seed:
     return keras.initializers.Orthogonal(gain=rec.gain, seed=seed)(dims, dtype=name)
 
 
-_TORCH_DTYPES = {"float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
 def _host(keras: Any, ini: Initializer, dims: tuple[int, ...], name: str, seed: Any) -> Any:
     """initlab's own sampler, seeded from ``seed`` (an int seed: the same values at every call)."""
     if not isinstance(seed, int):  # a SeedGenerator: one int from its stream
         seed = int(keras.ops.convert_to_numpy(keras.random.randint((), 0, 2**31 - 1, seed=seed)))
-    sample_dtype = _TORCH_DTYPES.get(name, torch.float32)
-    values = ini.sample(dims, dtype=sample_dtype, generator=torch.Generator().manual_seed(seed))
-    wide = torch.float64 if sample_dtype == torch.float64 else torch.float32  # numpy has no bfloat16
-    return keras.ops.convert_to_tensor(values.to(wide).numpy(), dtype=name)
+    return keras.ops.convert_to_tensor(host_sample(ini, dims, name, seed), dtype=name)
 
 
 if "keras" in sys.modules:  # keras already loaded: register now, so that saved models load without a touch
