@@ -83,8 +83,8 @@ def summary(layers: Sequence[LayerStats], verdicts: Sequence[Verdict]) -> dict[s
     its ratio is undefined at step 0 and huge after the first updates (measured: 12 for a GPT-2 ``ln_f``
     after two steps, where every matrix is below 0.7), which would hide the matrices' ratios.
     """
-    out = {"errors": float(sum(v.severity == "error" for v in verdicts)),
-           "warnings": float(sum(v.severity != "error" for v in verdicts))}
+    counts = verdict_counts(verdicts)
+    out = {"errors": counts["verdicts/errors"], "warnings": counts["verdicts/warnings"]}
     for v in verdicts:
         out[f"verdict/{v.code}"] = 1.0
     for stat, ends in (("act_std", (min, max)), ("grad_std", (min, max)), ("grad_weight_ratio", (max,))):
