@@ -98,9 +98,9 @@ def test_token_ids_lie_in_the_vocabulary(models, capsys):
 BAD_OPTIONS = [
     (["--tokens", "128"], "--tokens needs --input-shape"),
     (["--data", "NPZ", "--tokens", "128"], "--tokens goes with --input-shape"),
-    (["--input-shape", "2,16", "--tokens", "0"], "--tokens must be a positive"),
-    (["--input-shape", "2,16", "--batch", "0"], "--batch must be a positive integer"),
-    (["--data", "NPZ", "--batch", "0"], "--batch must be a positive integer"),
+    (["--input-shape", "2,16", "--tokens", "0"], "--tokens must be an int >= 1; got 0"),
+    (["--input-shape", "2,16", "--batch", "0"], "--batch must be an int >= 1; got 0"),
+    (["--data", "NPZ", "--batch", "0"], "--batch must be an int >= 1; got 0"),
     (["--input-shape", "2,a"], "--input-shape must be comma-separated positive ints"),
 ]
 

@@ -106,10 +106,11 @@ def model_inputs(args: argparse.Namespace, seed: int = 0, data_batch: int = 512)
     examples, default ``data_batch``); ``(None, None)`` when no input option was given."""
     import torch
 
-    if args.batch is not None and args.batch < 1:
-        raise ValueError(f"--batch must be a positive integer; got {args.batch}")
-    if args.tokens is not None and args.tokens < 1:
-        raise ValueError(f"--tokens must be a positive vocabulary size; got {args.tokens}")
+    from initlab.validate import check_int
+
+    for value, option in ((args.batch, "--batch"), (args.tokens, "--tokens")):
+        if value is not None:
+            check_int(value, option, 1)
     if args.data is not None:
         if args.tokens is not None:
             raise ValueError("--tokens goes with --input-shape (token ids of that shape), not with --data")

@@ -113,8 +113,7 @@ def run(args: argparse.Namespace) -> int:
     from initlab.report.html import to_html
     from initlab.validate import check_int
 
-    if args.batch < 1:
-        raise ValueError(f"--batch must be a positive integer; got {args.batch}")
+    check_int(args.batch, "--batch", 1)
     ds = load(args.data, standardize=args.standardize, seed=args.seed)
     x, y = ds.x_train[: args.batch], ds.y_train[: args.batch]
     specs = args.init or ["default"]
