@@ -132,12 +132,9 @@ def _load_npz(path: str) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.n
             if "x_test" in f.files:
                 test = (np.asarray(f["x_test"], np.float32), np.asarray(f["y_test"]))
         x = x.astype(np.float32)
-    except ValueError as exc:
-        if str(exc).startswith(repr(path)):
+    except (ValueError, OSError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, ValueError) and str(exc).startswith(repr(path)):  # our own message: keep it
             raise
-        raise ValueError(f"name {path!r}: not a readable .npz of numeric arrays 'x' and 'y' "
-                         f"({type(exc).__name__})") from None
-    except (OSError, TypeError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"name {path!r}: not a readable .npz of numeric arrays 'x' and 'y' "
                          f"({type(exc).__name__})") from None
     if len(x) < 2:
