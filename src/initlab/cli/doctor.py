@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from initlab._io import writable
-from initlab.cli._inputs import add_input_options, describe_inputs, model_inputs, on_inputs
+from initlab.cli._inputs import add_input_options, describe_inputs, load_factory, model_inputs, on_inputs
 
 ORDER = 45
 
@@ -46,7 +46,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import initlab
-    from initlab.cli._inputs import load_factory
     from initlab.probing.health import CODES
 
     unknown = [c for c in args.ignore if c not in CODES]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from initlab._io import atomic_write, writable
-from initlab.cli._inputs import add_input_options, model_inputs, on_inputs
+from initlab.cli._inputs import add_input_options, load_factory, model_inputs, on_inputs
 
 ORDER = 60
 
@@ -48,7 +48,6 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from initlab.cli._inputs import load_factory
     from initlab.datainit.lsuv import lsuv
 
     if args.save:
