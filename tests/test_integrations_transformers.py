@@ -9,6 +9,7 @@ symmetry, because ``mlp.c_proj`` sends every unit a different gradient: later pr
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -180,6 +181,16 @@ def test_bad_arguments_and_a_callback_that_was_not_attached(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(ValueError, match="tensorboard .*is a file"):
         ProbeCallback(tensorboard=tmp_path / "afile")
+    with pytest.raises(ValueError, match="thresholds: unknown name"):  # refused before the folder is made
+        ProbeCallback(thresholds={"nope": 1}, tensorboard=tmp_path / "tb")
+    assert not (tmp_path / "tb").exists()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, "torch.utils.tensorboard", None)  # `import` now raises ImportError
+        with pytest.raises(ImportError, match=r"tensorboard: .*needs the tensorboard package"):
+            ProbeCallback(tensorboard=tmp_path / "tb")
+    assert not (tmp_path / "tb").exists()
+    ProbeCallback(tensorboard=tmp_path / "tb")  # the control: with the package, the folder is made at once
+    assert (tmp_path / "tb").is_dir()
     with pytest.raises(TypeError, match="trainer must be a transformers.Trainer"):
         ProbeCallback().attach(object())
     tr = trainer(gpt2(), tmp_path, max_steps=1)

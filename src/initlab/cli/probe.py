@@ -127,10 +127,9 @@ def run(args: argparse.Namespace) -> int:
             except (ValueError, TypeError) as exc:
                 raise ValueError(f"--init {spec!r}: {exc}") from None
     if args.tensorboard is not None:  # before any work: a missing package or a bad folder refuses the run
-        from initlab.integrations.tensorboard import require
+        from initlab.integrations.tensorboard import check_logdir
 
-        require("--tensorboard")
-        output_dir(args.tensorboard, "--tensorboard")
+        check_logdir(args.tensorboard, "--tensorboard")
     out = output_dir(args.out, "--out")
     results = {}
     predictions = {}

@@ -40,7 +40,7 @@ from initlab.probing.health import CODES, Verdict, depth_chain
 from initlab.probing.stats import LayerStats
 
 __all__ = ["SCALARS", "layer_scalars", "verdict_counts", "summary", "histogram", "ProbeWriter", "write_run",
-           "summary_writer", "require"]
+           "summary_writer", "require", "check_logdir"]
 
 # the per-layer statistics written as scalars, one chart group each
 SCALARS = ("act_std", "grad_std", "grad_weight_ratio", "frac_dead_units", "frac_saturated")
@@ -125,6 +125,16 @@ def require(argument: str = "tensorboard") -> type:
         raise ImportError(f"{argument}: writing TensorBoard event files needs the tensorboard package, which is "
                           f"not installed; install it with {INSTALL}") from None
     return SummaryWriter
+
+
+def check_logdir(logdir: Any, argument: str = "tensorboard") -> Path:
+    """What a TensorBoard output needs, checked before any work: ``logdir`` is a str or a Path (else a TypeError),
+    the ``tensorboard`` package is installed (see :func:`require`) and ``logdir`` is a writable folder (created;
+    else a ValueError). Every message names ``argument``."""
+    if not isinstance(logdir, (str, os.PathLike)):
+        raise TypeError(f"{argument} must be None or a folder (str or Path); got {type(logdir).__name__}")
+    require(argument)
+    return output_dir(logdir, argument)
 
 
 def summary_writer(logdir: str | os.PathLike, argument: str = "tensorboard") -> Any:

@@ -116,11 +116,13 @@ class ProbeCallback(TrainerCallback):
             raise TypeError(f"batch must be None or a dict of the model's keyword inputs; got {type(batch).__name__}")
         if isinstance(ignore, str) or not all(isinstance(c, str) for c in ignore):
             raise TypeError(f"ignore must be a tuple of verdict codes; got {ignore!r}")
-        if tensorboard is not None and not isinstance(tensorboard, (str, Path)):
-            raise TypeError(f"tensorboard must be None or a folder (str or Path); got {type(tensorboard).__name__}")
         self.every, self.batch, self.batch_size, self.on_unhealthy = every, batch, batch_size, on_unhealthy
         self.ignore = frozenset(ignore)
         self.thresholds = Thresholds.make(thresholds)
+        if tensorboard is not None:  # a wrong type, a missing package or a bad folder: refused now, not mid-run
+            from initlab.integrations.tensorboard import check_logdir
+
+            check_logdir(tensorboard, "tensorboard")
         self.tensorboard = tensorboard
         self.probe_kwargs = {"layers": layers, "bins": bins, "seed": seed, "train": train}
         self.trainer: Any = None
@@ -131,12 +133,6 @@ class ProbeCallback(TrainerCallback):
         self._batch: dict[str, Any] | None = None
         self._graph: Any = None
         self._writer: Any = None
-        if tensorboard is not None:  # a missing package or a bad folder: refused now, not mid-run
-            from initlab._io import output_dir
-            from initlab.integrations.tensorboard import require
-
-            require("tensorboard")
-            output_dir(tensorboard, "tensorboard")
 
     def attach(self, trainer: Any) -> ProbeCallback:
         """Add this callback to ``trainer`` and log through its ``log`` method; returns ``self``."""
