@@ -983,9 +983,11 @@ class _Flow:
             if not self.boundary[op.index] and not op.constant and self.root[op.index] != op.index:
                 self.rooted.setdefault(self.root[op.index], []).append(op.index)
         self._cache: dict[int, Activation] = {}
+        self._members_cache: dict[int, list[int]] = {}  # read by composed() and _pool_size() alike
 
     def composed(self, i: int) -> Activation:
-        """The activation mapping root[i]'s output to op i's output."""
+        """The activation mapping root[i]'s output to op i's output (LINEAR at a boundary: a unit-variance
+        source such as a layer, a norm or the data)."""
         if self.boundary[i]:
             return LINEAR
         if i not in self._cache:
@@ -1003,14 +1005,16 @@ class _Flow:
 
     def _members(self, i: int) -> list[int]:
         """The ops between root[i] (excluded) and op i (included), in execution order."""
-        r, members, stack = self.root[i], set(), [i]
-        while stack:
-            k = stack.pop()
-            if k in members or k == r or self.ops[k].constant:
-                continue
-            members.add(k)
-            stack.extend(self.data_in[k])
-        return sorted(members)
+        if i not in self._members_cache:
+            r, members, stack = self.root[i], set(), [i]
+            while stack:
+                k = stack.pop()
+                if k in members or k == r or self.ops[k].constant:
+                    continue
+                members.add(k)
+                stack.extend(self.data_in[k])
+            self._members_cache[i] = sorted(members)
+        return self._members_cache[i]
 
     def _pool_size(self, i: int) -> float | None:
         """The number of positions averaged between the last elementwise op and op i (a classifier head's
@@ -1030,17 +1034,13 @@ class _Flow:
             pooled_yet = pooled_yet or size > 1
         return n if pooled_yet else None
 
-    def factor(self, j: int) -> Activation:
-        """The activation from a unit-variance source (layer, norm, data) to op j's output."""
-        return LINEAR if self.boundary[j] else self.composed(j)
-
     def act_in(self, i: int) -> Activation | None:
         ins = self.data_in[i]
         if not ins:
             return None
         src, ops = ins[0], self.ops
         if ops[src].kind == "mul" and self.boundary[src] and len(self.data_in[src]) == 2:
-            return gate([self.factor(j) for j in self.data_in[src]])  # a(x) * sigmoid(g(x)), SwiGLU, GeGLU
+            return gate([self.composed(j) for j in self.data_in[src]])  # a(x) * sigmoid(g(x)), SwiGLU, GeGLU
         if self.boundary[src]:
             return None if ops[src].kind == "input" else LINEAR
         if ops[self.root[src]].kind == "input" and self.composed(src).is_linear:
