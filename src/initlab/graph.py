@@ -637,13 +637,13 @@ class _MetaNorms:
     """Which meta tensors are normalized, from how they were made (values are not there to check):
     the output of a normalization function (layer_norm, rms_norm, batch_norm, group_norm, instance_norm),
     or ``x * rsqrt(mean(x^2) + eps)`` / ``x / sqrt(mean(x^2) + eps)`` (RMSNorm and T5's norm written out),
-    through dtype casts. Ids are kept valid by the runtime's ``alive`` list."""
+    through dtype casts. Ids are kept valid by the runtime's ``alive`` list, which it shares."""
 
-    def __init__(self) -> None:
+    def __init__(self, alive: list[torch.Tensor]) -> None:
         self.root: dict[int, int] = {}  # id(cast of x) -> id(x)
         self.sym: dict[int, tuple[str, int]] = {}  # id -> ("sq" | "ms" | "inv" | "rms", id(root x))
         self.normed: set[int] = set()
-        self.alive: list[torch.Tensor] = []
+        self.alive = alive
 
     def _id(self, t: Any) -> int | None:
         return self.root.get(id(t), id(t)) if isinstance(t, torch.Tensor) else None
@@ -743,7 +743,7 @@ class _Runtime:
         self.tags: dict[int, str] = {}  # id(tensor) -> "norm" / "matmul" / "conv": what produced it
         self.views: dict[int, nn.Parameter] = {}  # id(tensor) -> the parameter it is a reshaped view of
         self.scaled: dict[int, tuple[Use, nn.Parameter, torch.Tensor]] = {}  # id(p * x) -> (use, p, x)
-        self.meta = _MetaNorms()  # on the meta device, where values cannot say what is normalized
+        self.meta = _MetaNorms(self.alive)  # on the meta device, where values cannot say what is normalized
 
     def _normalized_later(self, leaves: list[Any], name: str, result: torch.Tensor) -> None:
         """``self.weight * x * rsqrt(mean(x^2))``: the gain multiplies x first and the normalizer after, so
@@ -1237,11 +1237,11 @@ def trace(model: nn.Module, example_inputs: Any = None, *, check: bool = False,
         first = (str(exc).strip().splitlines() or [""])[0]
         reason = f"torch.fx could not trace the model ({type(exc).__name__}: {first[:200]})"
     else:
-        passes = 0
-        if example_inputs is not None and (check or _opaque_leaves(b)):
+        passes, opaque = 0, bool(_opaque_leaves(b))
+        if example_inputs is not None and (check or opaque):
             run = _build_hooks(model, example_inputs, argument)  # inputs the model cannot run on: InputsError
             passes = 1
-            if _opaque_leaves(b):
+            if opaque:
                 _add_leaf_uses(b, run)
         graph = _analyse(b, "fx", None)
         graph.passes = passes
