@@ -64,6 +64,7 @@ def test_recorded_statistics_match_the_step(gen):
     assert s.grad_std is not None and s.grad_std > 0
     # weights are summarised at step(): after the optimizer moved them, with the .grad of that step
     assert last["0"].weight_grad_std == pytest.approx(net[0].weight.grad.double().std(correction=0).item(), rel=1e-5)
+    assert last["0"].weight_std == pytest.approx(net[0].weight.detach().double().std(correction=0).item(), rel=1e-5)
     assert not torch.equal(w0, net[0].weight)
     # only summaries are kept: no tensor survives in the history
     for rec in mon.history:

@@ -316,6 +316,11 @@ def test_coord_check_grows_under_sp_and_stays_flat_under_mup(tmp_path):
     assert sp.values[0]["blocks.0.attn.qkv"] == pytest.approx(mu.values[0]["blocks.0.attn.qkv"])
     fig = mu.plot(tmp_path / "cc.png")
     assert len(fig.axes) == 4 and (tmp_path / "cc.png").stat().st_size > 1000
+    # content: one line per layer in each step's panel, drawn through the recorded values against the widths
+    for t, ax in enumerate(fig.axes):
+        assert ax.get_title().startswith(f"t = {t}") and len(ax.lines) == len(mu.layers)
+        for line, layer in zip(ax.lines, mu.layers):
+            assert list(line.get_xdata()) == WIDTHS and list(line.get_ydata()) == pytest.approx(mu.values[t][layer])
     assert "slope" in mu.table() and mu.to_dict()["verdict"] == mu.verdict()
 
 

@@ -165,7 +165,10 @@ def test_bad_input_raises_before_any_change(digits: initlab.data.Dataset) -> Non
         (dict(k=0), ValueError, "k must"),
         (dict(corruption=1.0), ValueError, "corruption"),
         (dict(lr=-1.0), ValueError, "lr"),
-        (dict(visible="binary"), ValueError, "visible"),
+        (dict(visible="binary"), ValueError, "visible must be one of 'auto', 'bernoulli', 'gaussian'"),
+        (dict(visible=1), TypeError, "visible must be one of"),
+        (dict(seed=-1), ValueError, "seed must be a non-negative int"),
+        (dict(seed="0"), TypeError, "seed must be"),
     ]
     for kwargs, exc, msg in cases:
         data = kwargs.pop("data", x)

@@ -131,10 +131,6 @@ def gate(factors: Sequence[Activation]) -> Activation:
     return Activation(f"gate({'*'.join(str(f) for f in factors)})", None, fn, factors)
 
 
-def _leaky(slope: float) -> Callable[[torch.Tensor], torch.Tensor]:
-    return lambda x: F.leaky_relu(x, slope)
-
-
 # canonical name -> (function of (x, param), default param)
 _FUNCS: dict[str, tuple[Callable[[torch.Tensor, Any], torch.Tensor], float | None]] = {
     "linear": (lambda x, p: x, None),

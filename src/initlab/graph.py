@@ -637,13 +637,13 @@ class _MetaNorms:
     """Which meta tensors are normalized, from how they were made (values are not there to check):
     the output of a normalization function (layer_norm, rms_norm, batch_norm, group_norm, instance_norm),
     or ``x * rsqrt(mean(x^2) + eps)`` / ``x / sqrt(mean(x^2) + eps)`` (RMSNorm and T5's norm written out),
-    through dtype casts. Ids are kept valid by the runtime's ``alive`` list."""
+    through dtype casts. Ids are kept valid by the runtime's ``alive`` list, which it shares."""
 
-    def __init__(self) -> None:
+    def __init__(self, alive: list[torch.Tensor]) -> None:
         self.root: dict[int, int] = {}  # id(cast of x) -> id(x)
         self.sym: dict[int, tuple[str, int]] = {}  # id -> ("sq" | "ms" | "inv" | "rms", id(root x))
         self.normed: set[int] = set()
-        self.alive: list[torch.Tensor] = []
+        self.alive = alive
 
     def _id(self, t: Any) -> int | None:
         return self.root.get(id(t), id(t)) if isinstance(t, torch.Tensor) else None
@@ -743,7 +743,7 @@ class _Runtime:
         self.tags: dict[int, str] = {}  # id(tensor) -> "norm" / "matmul" / "conv": what produced it
         self.views: dict[int, nn.Parameter] = {}  # id(tensor) -> the parameter it is a reshaped view of
         self.scaled: dict[int, tuple[Use, nn.Parameter, torch.Tensor]] = {}  # id(p * x) -> (use, p, x)
-        self.meta = _MetaNorms()  # on the meta device, where values cannot say what is normalized
+        self.meta = _MetaNorms(self.alive)  # on the meta device, where values cannot say what is normalized
 
     def _normalized_later(self, leaves: list[Any], name: str, result: torch.Tensor) -> None:
         """``self.weight * x * rsqrt(mean(x^2))``: the gain multiplies x first and the normalizer after, so
@@ -983,9 +983,11 @@ class _Flow:
             if not self.boundary[op.index] and not op.constant and self.root[op.index] != op.index:
                 self.rooted.setdefault(self.root[op.index], []).append(op.index)
         self._cache: dict[int, Activation] = {}
+        self._members_cache: dict[int, list[int]] = {}  # read by composed() and _pool_size() alike
 
     def composed(self, i: int) -> Activation:
-        """The activation mapping root[i]'s output to op i's output."""
+        """The activation mapping root[i]'s output to op i's output (LINEAR at a boundary: a unit-variance
+        source such as a layer, a norm or the data)."""
         if self.boundary[i]:
             return LINEAR
         if i not in self._cache:
@@ -1003,14 +1005,16 @@ class _Flow:
 
     def _members(self, i: int) -> list[int]:
         """The ops between root[i] (excluded) and op i (included), in execution order."""
-        r, members, stack = self.root[i], set(), [i]
-        while stack:
-            k = stack.pop()
-            if k in members or k == r or self.ops[k].constant:
-                continue
-            members.add(k)
-            stack.extend(self.data_in[k])
-        return sorted(members)
+        if i not in self._members_cache:
+            r, members, stack = self.root[i], set(), [i]
+            while stack:
+                k = stack.pop()
+                if k in members or k == r or self.ops[k].constant:
+                    continue
+                members.add(k)
+                stack.extend(self.data_in[k])
+            self._members_cache[i] = sorted(members)
+        return self._members_cache[i]
 
     def _pool_size(self, i: int) -> float | None:
         """The number of positions averaged between the last elementwise op and op i (a classifier head's
@@ -1030,17 +1034,13 @@ class _Flow:
             pooled_yet = pooled_yet or size > 1
         return n if pooled_yet else None
 
-    def factor(self, j: int) -> Activation:
-        """The activation from a unit-variance source (layer, norm, data) to op j's output."""
-        return LINEAR if self.boundary[j] else self.composed(j)
-
     def act_in(self, i: int) -> Activation | None:
         ins = self.data_in[i]
         if not ins:
             return None
         src, ops = ins[0], self.ops
         if ops[src].kind == "mul" and self.boundary[src] and len(self.data_in[src]) == 2:
-            return gate([self.factor(j) for j in self.data_in[src]])  # a(x) * sigmoid(g(x)), SwiGLU, GeGLU
+            return gate([self.composed(j) for j in self.data_in[src]])  # a(x) * sigmoid(g(x)), SwiGLU, GeGLU
         if self.boundary[src]:
             return None if ops[src].kind == "input" else LINEAR
         if ops[self.root[src]].kind == "input" and self.composed(src).is_linear:
@@ -1237,11 +1237,11 @@ def trace(model: nn.Module, example_inputs: Any = None, *, check: bool = False,
         first = (str(exc).strip().splitlines() or [""])[0]
         reason = f"torch.fx could not trace the model ({type(exc).__name__}: {first[:200]})"
     else:
-        passes = 0
-        if example_inputs is not None and (check or _opaque_leaves(b)):
+        passes, opaque = 0, bool(_opaque_leaves(b))
+        if example_inputs is not None and (check or opaque):
             run = _build_hooks(model, example_inputs, argument)  # inputs the model cannot run on: InputsError
             passes = 1
-            if _opaque_leaves(b):
+            if opaque:
                 _add_leaf_uses(b, run)
         graph = _analyse(b, "fx", None)
         graph.passes = passes

@@ -88,7 +88,7 @@ from initlab.gains import variance_gain
 from initlab.graph import Graph, LayerNode, trace
 from initlab.initializers import Normal
 from initlab.semantics import ParamInfo, Semantics, describe
-from initlab.validate import check_flag, check_int, check_number, check_seed
+from initlab.validate import check_choice, check_flag, check_int, check_number, check_seed
 
 __all__ = ["mup", "MuPReport", "MuPEntry", "coord_check", "CoordCheck", "Parametrization", "PARAMETRIZATIONS",
            "Readout", "READOUTS", "OptimizerKind", "OPTIMIZERS", "WidthClass", "WIDTH_CLASSES", "SLOPE_BOUND",
@@ -172,7 +172,7 @@ class MuPReport:
 
     def lr_multipliers(self, optimizer: OptimizerKind = "adam") -> dict[str, float]:
         """Parameter name -> learning-rate multiplier for ``optimizer`` (``"adam"`` or ``"sgd"``)."""
-        _check_choice(optimizer, "optimizer", OPTIMIZERS)
+        check_choice(optimizer, "optimizer", OPTIMIZERS)
         return {e.name: e.lr_mult[optimizer] for e in self.entries}
 
     def param_groups(self, lr: float, optimizer: OptimizerKind = "adam", *,
@@ -191,7 +191,7 @@ class MuPReport:
         [(0.4, ['0.weight', '0.bias', '2.weight']), (0.1, ['2.bias'])]
         """
         lr = check_number(lr, "lr", minimum=0.0, strict=True)
-        _check_choice(optimizer, "optimizer", OPTIMIZERS)
+        check_choice(optimizer, "optimizer", OPTIMIZERS)
         weight_decay = check_number(weight_decay, "weight_decay", minimum=0.0)
         groups: dict[float, dict[str, Any]] = {}
         for e in self.entries:
@@ -238,15 +238,6 @@ class MuPReport:
 
 # --------------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def _check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r} "
-                        f"({type(value).__name__})")
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-    return value
 
 
 class _ReadoutMultiplier:
@@ -543,8 +534,8 @@ def _validate(model: Any, base: Any, delta: Any, parametrization: Any, readout: 
         _params(delta, "delta")
     if base is model:
         raise ValueError("base must be a separate model at the base width (it is model itself)")
-    _check_choice(parametrization, "parametrization", PARAMETRIZATIONS)
-    _check_choice(readout, "readout", READOUTS)
+    check_choice(parametrization, "parametrization", PARAMETRIZATIONS)
+    check_choice(readout, "readout", READOUTS)
     if seed is not None and generator is not None:
         raise ValueError("give seed or generator, not both")
     check_seed(seed)
@@ -803,8 +794,8 @@ def _check_coord_args(factory: Any, widths: Any, data: Any, steps: Any, optimize
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise TypeError(f"data must be a pair (inputs, targets); got {type(data).__name__}")
     check_int(steps, "steps", 1, 10_000)
-    _check_choice(optimizer, "optimizer", OPTIMIZERS)
-    _check_choice(parametrization, "parametrization", PARAMETRIZATIONS)
+    check_choice(optimizer, "optimizer", OPTIMIZERS)
+    check_choice(parametrization, "parametrization", PARAMETRIZATIONS)
     rate = check_number({"adam": 1e-2, "sgd": 0.1}[optimizer] if lr is None else lr, "lr", minimum=0.0, strict=True)
     if base_width is not None:
         check_int(base_width, "base_width", 1)

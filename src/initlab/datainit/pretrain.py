@@ -28,7 +28,7 @@ from torch import nn
 from initlab.datainit._common import Snapshot, layer_input, quiet
 from initlab.datainit.rbm import Learned, train_autoencoder, train_rbm
 from initlab.progress import progress_bar
-from initlab.validate import check_batch, check_choice, check_flag, check_int, check_number
+from initlab.validate import check_batch, check_choice, check_flag, check_int, check_number, check_seed
 
 METHODS = ("rbm", "dae", "ae")
 VISIBLE = ("auto", "bernoulli", "gaussian")
@@ -127,10 +127,6 @@ class PretrainReport:
         finally:
             plt.close(fig)
         return path
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    return check_int(value, name, minimum)
 
 
 # a hidden pre-activation this large (in std) leaves sigmoid units with slopes below e^-100: they never learn
@@ -272,20 +268,18 @@ def pretrain(model: nn.Module, data: Any, *, method: str = "rbm", epochs: int = 
         fails midway (e.g. diverges), every pretrained layer is put back as it was before the call.
     """
     check_choice(method, "method", METHODS)
-    if visible not in VISIBLE:
-        raise ValueError(f"visible must be one of {', '.join(VISIBLE)}; got {visible!r}")
+    check_choice(visible, "visible", VISIBLE)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    epochs = _check_int(epochs, "epochs", 1)
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    k = _check_int(k, "k", 1)
+    epochs = check_int(epochs, "epochs", 1)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    k = check_int(k, "k", 1)
     if lr is not None:
         check_number(lr, "lr", minimum=0, strict=True)
     if check_number(corruption, "corruption", minimum=0) >= 1:
         raise ValueError(f"corruption must be a finite number in [0, 1); got {corruption!r}")
     check_flag(progress, "progress")
-    if seed is not None:
-        _check_int(seed, "seed", 0)
+    check_seed(seed)
     x = _collect(data)
 
     from initlab.graph import trace

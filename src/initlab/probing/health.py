@@ -218,10 +218,6 @@ def fit_factor(values: Sequence[float]) -> float:
     return float(np.exp((k * (y - y.mean())).sum() / (k * k).sum()))
 
 
-def _fmt(x: float) -> str:
-    return fmt_number(x)
-
-
 def _common_activation(chain: Sequence[LayerStats]) -> str | None:
     acts = [s.activation for s in chain[:-1] if s.activation and s.activation != "linear"]
     return Counter(acts).most_common(1)[0][0] if acts else (chain[0].activation if chain else None)
@@ -265,7 +261,7 @@ def _profile_rules(chain: list[LayerStats], t: Thresholds, forward: bool) -> lis
         r = 1.0 / r  # read from the output back to the input
     total = (seq[-1] / seq[0]) if forward else (seq[0] / seq[-1])
     first, last = fit_pts[0][0].name, fit_pts[-1][0].name
-    span = f"{_fmt(seq[0])} at {first!r} to {_fmt(seq[-1])} at {last!r} ({len(seq)} layers)"
+    span = f"{fmt_number(seq[0])} at {first!r} to {fmt_number(seq[-1])} at {last!r} ({len(seq)} layers)"
     names = tuple(s.name for s, _ in fit_pts)
     direction = "per layer" if forward else "per layer towards the input"
     steps = [b / a for a, b in zip(seq, seq[1:])]  # along the chain (forward order)
@@ -276,15 +272,16 @@ def _profile_rules(chain: list[LayerStats], t: Thresholds, forward: bool) -> lis
     if r < 1 / t.factor and total < 1 / t.total and shrinking:
         msg = (f"the {what} std shrinks geometrically, about {fmt_factor(r)} {direction}: from {span}"
                if forward else
-               f"the {what} std shrinks geometrically, about {fmt_factor(r)} {direction}: {_fmt(seq[-1])} at {last!r}, "
-               f"{_fmt(seq[0])} at {first!r} ({len(seq)} layers); the first layers barely learn")
+               f"the {what} std shrinks geometrically, about {fmt_factor(r)} {direction}: "
+               f"{fmt_number(seq[-1])} at {last!r}, {fmt_number(seq[0])} at {first!r} ({len(seq)} layers); "
+               "the first layers barely learn")
         fix = (f"the weights are about {fmt_factor(1 / r)} too small; {fix_init}; or rescale from data with "
                "initlab.lsuv(model, batch); or insert BatchNorm after each Linear")
         return [Verdict(codes[0], last if forward else first, msg, fix, "warning", r, names)]
     if r > t.factor and total > t.total and growing:
         msg = (f"the {what} std grows geometrically, about {fmt_factor(r)} {direction}: from {span}" if forward else
-               f"the {what} std grows geometrically, about {fmt_factor(r)} {direction}: {_fmt(seq[-1])} at {last!r}, "
-               f"{_fmt(seq[0])} at {first!r} ({len(seq)} layers)")
+               f"the {what} std grows geometrically, about {fmt_factor(r)} {direction}: "
+               f"{fmt_number(seq[-1])} at {last!r}, {fmt_number(seq[0])} at {first!r} ({len(seq)} layers)")
         fix = (f"the weights are about {fmt_factor(r)} too large; {fix_init}; or rescale from data with "
                "initlab.lsuv(model, batch); or insert BatchNorm after each Linear")
         return [Verdict(codes[1], last if forward else first, msg, fix, "warning", r, names)]
@@ -387,9 +384,10 @@ def _output_scale(layers: Sequence[LayerStats], t: Thresholds) -> list[Verdict]:
         return []
     if before is None or not (1 / t.output <= before <= t.output):
         return []  # the input is already off: the depth rules speak for that
-    w = f" (weight std {_fmt(s.weight_std)})" if s.weight_std is not None else ""
-    msg = (f"the output layer {s.name!r} turns an input of std {_fmt(before)} into logits of std {_fmt(s.act_std)}"
-           f"{w}: its weights are too large for the output, so the first predictions are overconfident")
+    w = f" (weight std {fmt_number(s.weight_std)})" if s.weight_std is not None else ""
+    msg = (f"the output layer {s.name!r} turns an input of std {fmt_number(before)} into logits of std "
+           f"{fmt_number(s.act_std)}{w}: its weights are too large for the output, so the first predictions "
+           "are overconfident")
     fix = ("initialize the output layer for logits of order 1: std 1/sqrt(fan_in) (LeCun), or zeros (Bengio 2012); "
            "initlab.init_model(model) does it, a weight tied to the input embedding included")
     return [Verdict("output_scale", s.name, msg, fix, "warning", s.act_std / before, (s.name,))]
@@ -401,9 +399,9 @@ def _inputs(x: InputStats, t: Thresholds) -> list[Verdict]:
     lo, hi = t.input_std
     if abs(x.mean) <= t.input_mean and lo <= x.std <= hi:
         return []
-    msg = (f"inputs have mean {_fmt(x.mean)} and std {_fmt(x.std)} (per-feature means from "
-           f"{_fmt(x.feature_mean_min)} to {_fmt(x.feature_mean_max)}); the 1/sqrt(fan_in) weight scales assume "
-           "mean 0, std 1, and far from that the first layer saturates or dies")
+    msg = (f"inputs have mean {fmt_number(x.mean)} and std {fmt_number(x.std)} (per-feature means from "
+           f"{fmt_number(x.feature_mean_min)} to {fmt_number(x.feature_mean_max)}); the 1/sqrt(fan_in) weight "
+           "scales assume mean 0, std 1, and far from that the first layer saturates or dies")
     fix = ("standardize each feature with the training set's mean and std (x - mean) / std, e.g. "
            "initlab.data.load(name, standardize=True) or sklearn's StandardScaler")
     return [Verdict("unnormalized_inputs", None, msg, fix, "warning", x.mean if abs(x.mean) > t.input_mean else x.std)]

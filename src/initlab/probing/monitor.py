@@ -27,7 +27,7 @@ from torch import nn
 
 from initlab.probing.health import Thresholds, Verdict, diagnose
 from initlab.probing.hooks import Recorder, select_targets
-from initlab.probing.stats import LayerStats, weight_summary
+from initlab.probing.stats import LayerStats
 from initlab.semantics import describe
 from initlab.validate import check_flag, check_int
 
@@ -157,22 +157,12 @@ class Monitor:
         stats = rec.results()
         if not stats:
             return
-        from initlab.probing.probe import layer_weights
+        from initlab.probing.probe import _fill_weights
 
-        by_name = {t.name: t for t in self.targets}
         if self._semantics is None:
             self._semantics = describe(self.graph)
-        for s in stats:
-            t = by_name.get(s.name)
-            if t is None or not t.is_layer:
-                continue
-            w, b, out_dim = layer_weights(self.model, t, self._semantics)
-            if w is None:
-                continue
-            ws = weight_summary(w, w.grad, bias=b, out_dim=out_dim)
-            s.symmetric_units = max(s.symmetric_units, ws.pop("symmetric_units", 0))
-            for k, v in ws.items():
-                setattr(s, k, v)
+        grads = {id(p): p.grad for p in self.model.parameters() if p.grad is not None}  # after loss.backward()
+        _fill_weights(self.model, stats, self.targets, grads, self._semantics)
         self.steps.append(self.step_count)
         self.history.append({s.name: s for s in stats})
         self.verdicts.append(diagnose(stats, None, self.thresholds))

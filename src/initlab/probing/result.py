@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from initlab._io import atomic_text
-from initlab.probing.health import HealthError, Thresholds, Verdict, diagnose
+from initlab.probing.health import HealthError, Thresholds, Verdict, depth_chain, diagnose
 from initlab.probing.stats import InputStats, LayerStats
 
 __all__ = ["ProbeData"]
@@ -85,8 +85,6 @@ class ProbeData:
 
     def profile(self) -> list[LayerStats]:
         """The depth chain the activation/gradient verdicts read (Linear/Conv outputs not fed to a norm)."""
-        from initlab.probing.health import depth_chain
-
         return depth_chain(self.layers)
 
     def to_dict(self) -> dict[str, Any]:

@@ -349,7 +349,7 @@ def mark_clipped(ax: Any, x: Any, y: Any, ylim: tuple[float, float]) -> int:
     if above.any():
         ax.plot(x[above], np.full(above.sum(), ylim[1]), "^", color="0.3", ms=5, clip_on=False)
         k = int(np.argmax(np.where(above, y, -np.inf)))
-        ax.annotate(f"{y[k]:.3g} (off scale)", (x[k], ylim[1]), xytext=(4, -10), textcoords="offset points",
+        ax.annotate(f"{fmt_number(y[k])} (off scale)", (x[k], ylim[1]), xytext=(4, -10), textcoords="offset points",
                     fontsize=7, color="0.3")
     return int(above.sum())
 

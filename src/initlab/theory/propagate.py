@@ -630,8 +630,7 @@ def _pool_size(module: nn.Module, in_shape: tuple[int, ...] | None) -> tuple[int
         ks = (ks,) * nd if isinstance(ks, int) else tuple(ks)
         st = module.stride if module.stride is not None else ks
         st = (st,) * nd if isinstance(st, int) else tuple(st)
-        if isinstance(module, pooling._MaxPoolNd) and _prod(module.dilation) != 1:
-            pass  # dilation changes which elements, not how many
+        # a max pool's dilation changes which elements are compared, not how many: it does not enter here
         return _prod(ks), _prod(st), isinstance(module, pooling._AvgPoolNd)
     raise _Gap(f"{name}: no variance rule")
 
