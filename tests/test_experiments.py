@@ -147,3 +147,36 @@ def test_seeds_argument_and_cli(tmp_path, capsys):
     assert all(name in listing for name in experiments.NAMES)
     assert main(["experiment", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown experiment 'nope'" in capsys.readouterr().err
+
+
+def test_minibatches_cover_each_epoch_once_and_skip_its_remainder():
+    from initlab.experiments._common import minibatches
+
+    batches = minibatches(10, 4, torch.Generator().manual_seed(0))
+    epochs = [[next(batches) for _ in range(2)] for _ in range(3)]  # 2 full batches of 4 per epoch of 10
+    for first, second in epochs:
+        seen = torch.cat([first, second])
+        assert len(first) == len(second) == 4 and len(set(seen.tolist())) == 8  # no index twice in an epoch
+    assert not torch.equal(torch.cat(epochs[0]), torch.cat(epochs[1]))  # a fresh permutation per epoch
+    # the same generator seed gives the same batches; a batch larger than the data is the whole data
+    again = minibatches(10, 4, torch.Generator().manual_seed(0))
+    assert torch.equal(next(again), epochs[0][0])
+    assert sorted(next(minibatches(3, 64, torch.Generator())).tolist()) == [0, 1, 2]
+
+
+def test_train_with_an_optimizer_and_without_a_learning_rate():
+    from torch import nn
+
+    from initlab.experiments._common import train
+
+    x, y = torch.randn(32, 4, generator=torch.Generator().manual_seed(1)), torch.arange(32) % 2
+    with torch.random.fork_rng(devices=[]):
+        model = nn.Linear(4, 2)
+    with pytest.raises(TypeError, match="lr"):
+        train(model, x, y, steps=1)
+    before = model.weight.detach().clone()
+    log = train(model, x, y, steps=1, batch_size=8, optimizer=torch.optim.Adam(model.parameters(), lr=0.1))
+    assert len(log.losses) == 1 and not log.diverged
+    # the optimizer given was used: Adam's first step moves every weight by lr (m / sqrt(v) = sign of the
+    # gradient); SGD's step would be proportional to the gradient
+    assert torch.allclose((model.weight.detach() - before).abs(), torch.full_like(before, 0.1), atol=1e-4)
