@@ -96,7 +96,6 @@ class TrainLog:
     losses: list[float]
     evals: list[dict[str, float]]
     diverged: bool
-    steps_to_threshold: int | None = None
 
     @property
     def final_loss(self) -> float:
@@ -128,8 +127,8 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int, lr:
 
     Minibatches come from :func:`minibatches` (``generator``); ``batch_size=None`` means full batch.
     ``evaluate(model, step)`` runs at step 0 and every ``eval_every`` steps (after the update) and its
-    dict is stored in ``evals``. With ``threshold``, training stops the first time the minibatch loss
-    falls below it (``steps_to_threshold``). A non-finite loss stops training (``diverged``).
+    dict is stored in ``evals``. With ``threshold``, training stops after the first step whose minibatch
+    loss falls below it (that step is ``len(losses)``). A non-finite loss stops training (``diverged``).
     ``on_step()`` runs after each update, while the gradients are still there. Torch's global RNG is not
     used (no ``generator`` means a fixed one, seed 0).
     """
@@ -161,7 +160,6 @@ def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int, lr:
         if on_step is not None:
             on_step()
         if threshold is not None and value < threshold:
-            log.steps_to_threshold = step
             break
         if evaluate is not None and eval_every and step % eval_every == 0:
             log.evals.append({"step": step, **evaluate(model, step)})
