@@ -37,6 +37,7 @@ import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 
@@ -50,7 +51,8 @@ class Experiment:
     seeds: int = 3
     quick_seeds: int = 2
 
-    def load(self):
+    def load(self) -> ModuleType:
+        """The experiment's module (imported on first use), whose ``run(ctx)`` runs it."""
         return importlib.import_module(f"initlab.experiments.{self.module}")
 
 
