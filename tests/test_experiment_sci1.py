@@ -209,7 +209,7 @@ def test_glorot_quick_run(tmp_path, capsys):
     out = capsys.readouterr().out
     s = r["results"]["summary"]
     assert set(s) == {*glorot.NETWORKS, "saturation"}
-    # the errors at the three budgets, one per seed
+    # the errors at the two quick budgets, one per seed
     assert all(list(s[k]["errors"]) == ["400", "800"] and len(s[k]["errors"]["800"]) == 3
                for k in glorot.NETWORKS)
     sig = r["results"]["runs"]["sigmoid standard"]

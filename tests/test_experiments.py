@@ -1,4 +1,6 @@
-"""Every experiment in --quick mode: its files, its JSON, and the expected shape read from its numbers.
+"""activations, saturation, batchnorm, pretraining and lsuv in --quick mode: their files, their JSON, and the
+expected shape read from their numbers (depth, glorot, deep-linear: tests/test_experiment_sci1.py;
+trainable-depth, isometry: tests/test_experiment_sci3.py; mutransfer at a toy size: tests/test_mup.py).
 
 The expected shapes are the issue's acceptance criteria and each experiment's own verdict, checked here
 from the raw numbers in NAME.json (not only from the stored ``reproduced`` flag). All runs use fixed seeds,
