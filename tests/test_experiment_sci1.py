@@ -6,28 +6,16 @@ The fabricated results are hand-written numbers shaped like real runs (the comme
 the verdict functions are pure, so these tests need no training and run in milliseconds.
 """
 
-import json
 import math
 
 import numpy as np
 import pytest
+from experiment_outputs import printed_verdict, quick_run
 
-from initlab import experiments
 from initlab.experiments import deep_linear, depth, glorot
-from initlab.experiments._common import Context, finish
 
 # --------------------------------------------------------------------------------------------------
 # helpers
-
-
-def printed_verdict(tmp_path, capsys, name, v):
-    """Run the verdict dict through the shared ``finish`` (as ``run`` does) and return the printed line."""
-    ctx = Context(name=name, quick=True, seeds=[0], out=tmp_path, progress=False)
-    finish(ctx, settings={}, columns=["x"], rows=[[1]], expected=v["expected"], measured=v["measured"],
-           reproduced=v["reproduced"], results={}, checks=v["checks"])
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(f"{name}: expected ")]
-    assert len(lines) == 1
-    return lines[0]
 
 
 def colour_pixels(path, rgb, tol=0.06):
@@ -36,23 +24,6 @@ def colour_pixels(path, rgb, tol=0.06):
 
     img = matplotlib.image.imread(path)[..., :3]
     return int((np.abs(img - np.asarray(rgb) / 255).max(-1) < tol).sum())
-
-
-def quick_run(name, tmp_path):
-    """``name`` in --quick mode; its JSON (strict, equal to the returned payload), CSV and verdict checked."""
-    import csv
-
-    r = experiments.run(name, quick=True, out=tmp_path, progress=False)
-    on_disk = json.loads((tmp_path / f"{name}.json").read_text(),
-                         parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
-    assert on_disk == r and r["quick"] is True
-    with open(tmp_path / f"{name}.csv") as f:
-        table = list(csv.reader(f))
-    assert table[0] == r["columns"] and len(table) == len(r["rows"]) + 1
-    v = r["verdict"]
-    assert v["text"].startswith(f"{name}: expected ") and v["reproduced"] == all(v["checks"].values())
-    assert r["figures"] == [f"{name}.png"]
-    return r
 
 
 C0, C1, C2 = (31, 119, 180), (255, 127, 14), (44, 160, 44)  # matplotlib's first three cycle colours
@@ -238,7 +209,7 @@ def test_glorot_quick_run(tmp_path, capsys):
     out = capsys.readouterr().out
     s = r["results"]["summary"]
     assert set(s) == {*glorot.NETWORKS, "saturation"}
-    # the errors at the three budgets, one per seed
+    # the errors at the two quick budgets, one per seed
     assert all(list(s[k]["errors"]) == ["400", "800"] and len(s[k]["errors"]["800"]) == 3
                for k in glorot.NETWORKS)
     sig = r["results"]["runs"]["sigmoid standard"]

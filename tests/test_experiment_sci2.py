@@ -8,20 +8,10 @@ milliseconds except the two that print through ``finish`` (a JSON and a CSV writ
 
 
 import pytest
+from experiment_outputs import printed_verdict
 
 from initlab.experiments import activations, batchnorm, lsuv, mutransfer, pretraining, saturation
-from initlab.experiments._common import Context, finish
-
-
-def printed_verdict(name, checks, tmp_path, capsys):
-    """The verdict line ``finish`` prints for ``checks`` (the experiments call it the same way)."""
-    ctx = Context(name=name, quick=True, seeds=[0], out=tmp_path, progress=False)
-    finish(ctx, settings={}, columns=["x"], rows=[[1]], expected="the effect", measured="fabricated",
-           reproduced=all(checks.values()), results={}, checks=checks)
-    line = [s for s in capsys.readouterr().out.splitlines() if s.startswith(f"{name}: expected")]
-    assert len(line) == 1
-    return line[0]
-
+from initlab.experiments._common import Context
 
 # --------------------------------------------------------------------------------------------------
 # activations: std factor per ReLU layer x0.71 / x1.0 / x2.0 for sigma 0.10 / 0.14 / 0.28
@@ -30,11 +20,12 @@ def printed_verdict(name, checks, tmp_path, capsys):
 def test_activations_verdict_needs_the_three_factors(tmp_path, capsys):
     present = {0.10: 0.713, 0.14: 0.998, 0.28: 1.997}  # the full run's numbers
     assert all(activations.judge(present).values())
-    assert printed_verdict("activations", activations.judge(present), tmp_path, capsys).endswith("-> REPRODUCED")
+    line = printed_verdict(tmp_path, capsys, "activations", {"checks": activations.judge(present)})
+    assert line.endswith("-> REPRODUCED")
     # effect absent: the weights' scale does not set the activations' scale (every sigma holds x1.0)
     absent = {s: 1.0 for s in activations.SIGMAS}
-    assert printed_verdict("activations", activations.judge(absent), tmp_path, capsys).endswith(
-        "-> NOT REPRODUCED")
+    line = printed_verdict(tmp_path, capsys, "activations", {"checks": activations.judge(absent)})
+    assert line.endswith("-> NOT REPRODUCED")
     # each factor is checked on its own: one off by more than the 0.1 tolerance fails the verdict
     for sigma in activations.SIGMAS:
         for off in (-0.12, 0.12):
@@ -56,10 +47,10 @@ def _saturation_numbers(variance=lambda d: 1 / 3, outside_std=0.0, outside_raw=0
 
 def test_saturation_verdict_passes_on_the_effect_and_fails_without_it(tmp_path, capsys):
     checks = saturation.judge(*_saturation_numbers())
-    assert printed_verdict("saturation", checks, tmp_path, capsys).endswith("-> REPRODUCED")
+    assert printed_verdict(tmp_path, capsys, "saturation", {"checks": checks}).endswith("-> REPRODUCED")
     # effect absent 1: the variance grows with the fan-in (weights not scaled by 1/sqrt(d))
     grows = saturation.judge(*_saturation_numbers(variance=lambda d: d / 30))
-    assert printed_verdict("saturation", grows, tmp_path, capsys).endswith("-> NOT REPRODUCED")
+    assert printed_verdict(tmp_path, capsys, "saturation", {"checks": grows}).endswith("-> NOT REPRODUCED")
     assert not grows["variance within 0.02 of 1/3 for every d"]
     # effect absent 2: raw pixels do not saturate the units
     calm = saturation.judge(*_saturation_numbers(outside_raw=0.1))
@@ -91,7 +82,7 @@ def test_pretraining_verdict(errors, reproduced, tmp_path, capsys):
     checks = pretraining.judge({m: {"test_error": e} for m, e in errors.items()})
     assert all(checks.values()) is reproduced
     word = "-> REPRODUCED" if reproduced else "-> NOT REPRODUCED"
-    assert printed_verdict("pretraining", checks, tmp_path, capsys).endswith(word)
+    assert printed_verdict(tmp_path, capsys, "pretraining", {"checks": checks}).endswith(word)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -109,7 +100,7 @@ def test_mutransfer_verdict(sp, mup, reproduced, tmp_path, capsys):
     assert numbers["mlp"]["sp_shift"] == pytest.approx(sp[0] - sp[-1])
     assert all(checks.values()) is reproduced
     word = "-> REPRODUCED" if reproduced else "-> NOT REPRODUCED"
-    assert printed_verdict("mutransfer", checks, tmp_path, capsys).endswith(word)
+    assert printed_verdict(tmp_path, capsys, "mutransfer", {"checks": checks}).endswith(word)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -128,10 +119,10 @@ def _bn_errors(bn_far=0.12, plain_best=0.12, noise=0.0):
 def test_batchnorm_verdict_present_and_absent(tmp_path, capsys):
     checks, numbers = batchnorm.judge(_bn_errors())
     assert numbers["spread_plain"] == pytest.approx(0.78) and numbers["spread_bn"] == pytest.approx(0.03)
-    assert printed_verdict("batchnorm", checks, tmp_path, capsys).endswith("-> REPRODUCED")
+    assert printed_verdict(tmp_path, capsys, "batchnorm", {"checks": checks}).endswith("-> REPRODUCED")
     # effect absent: BN is as sensitive to the scale as the plain network (fails away from x1 too)
     checks, _ = batchnorm.judge(_bn_errors(bn_far=0.9))
-    assert printed_verdict("batchnorm", checks, tmp_path, capsys).endswith("-> NOT REPRODUCED")
+    assert printed_verdict(tmp_path, capsys, "batchnorm", {"checks": checks}).endswith("-> NOT REPRODUCED")
     assert not checks["BN's spread of final error across scales <= 1/3 of the plain network's"]
 
 
@@ -188,10 +179,10 @@ def test_lsuv_verdict_present_and_absent(tmp_path, capsys):
     checks, numbers = lsuv.judge(*_lsuv_numbers())
     assert numbers["relu"]["best"] == "orthogonal" and numbers["relu"]["gap"] == pytest.approx(0.05)
     assert numbers["relu"]["win"]
-    assert printed_verdict("lsuv", checks, tmp_path, capsys).endswith("-> REPRODUCED")
+    assert printed_verdict(tmp_path, capsys, "lsuv", {"checks": checks}).endswith("-> REPRODUCED")
     # effect absent: LSUV worse than properly scaled orthogonal init, and no better on the thin net
     checks, _ = lsuv.judge(*_lsuv_numbers(deep_gap=-0.05, thin_lsuv=2.30))
-    assert printed_verdict("lsuv", checks, tmp_path, capsys).endswith("-> NOT REPRODUCED")
+    assert printed_verdict(tmp_path, capsys, "lsuv", {"checks": checks}).endswith("-> NOT REPRODUCED")
     failed = {k for k, v in checks.items() if not v}
     assert failed == {k for k in checks if "not above the better" in k or "leaves" in k or "advantage" in k}
 

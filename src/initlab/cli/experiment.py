@@ -12,8 +12,8 @@ EPILOG = """examples:
   initlab experiment depth --quick --seeds 2 --out results/
 
 Each run prints a progress bar (stderr), a results table and a one-line verdict, and writes NAME.json,
-NAME.csv and NAME*.png into --out. Default runs take up to about 3 minutes on 2 CPU cores; --quick about
-20 seconds. Exit status: 0 when the run reproduced the expected shape, 1 when it did not, 2 on bad arguments.
+NAME.csv and NAME*.png into --out. Default runs take up to about 3 minutes on 2 CPU cores; --quick up to
+about 30 seconds. Exit status: 0 when the run reproduced the expected shape, 1 when it did not, 2 on bad arguments.
 """
 
 
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", nargs="?", metavar="NAME", help="experiment name (see --list)")
     p.add_argument("--list", action="store_true", help="list the experiments with one line each and exit")
-    p.add_argument("--quick", action="store_true", help="small version (about 20 s), as the test suite runs it")
+    p.add_argument("--quick", action="store_true", help="small version (up to about 30 s), as the test suite runs it")
     p.add_argument("--seeds", type=int, default=None, metavar="N",
                    help="number of seeds (0..N-1); default: the experiment's own")
     p.add_argument("--out", default="initlab-results", metavar="DIR",

@@ -22,7 +22,7 @@ isometry     critical tanh, orthogonal vs Gaussian: Jacobian spectrum and traini
 mutransfer   best Adam learning rate vs width: moves under SP, stays under muP (Yang et al. 2021, TP5)
 ============ ========================================================================================
 
-Defaults take at most about 3 minutes on 2 CPU cores; ``quick=True`` about 20 seconds (smaller models,
+Defaults take at most about 3 minutes on 2 CPU cores; ``quick=True`` up to about 30 seconds (smaller models,
 fewer steps and seeds; the verdict's criteria are the same). A run uses one torch thread (the models are
 small; the caller's thread setting is restored afterwards), so two experiments can run side by side.
 
@@ -37,6 +37,7 @@ import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 
@@ -50,7 +51,8 @@ class Experiment:
     seeds: int = 3
     quick_seeds: int = 2
 
-    def load(self):
+    def load(self) -> ModuleType:
+        """The experiment's module (imported on first use), whose ``run(ctx)`` runs it."""
         return importlib.import_module(f"initlab.experiments.{self.module}")
 
 
@@ -114,7 +116,7 @@ def run(name: str, *, quick: bool = False, seeds: int | Sequence[int] | None = N
 
     Args:
         name: one of :data:`NAMES` (``initlab experiment --list``).
-        quick: the small version (about 20 s; the test suite uses it).
+        quick: the small version (up to about 30 s; the test suite uses it).
         seeds: how many seeds (``0..N-1``) or which seeds; None is the experiment's default.
         out: output folder (created).
         progress: show a tqdm progress bar on stderr.

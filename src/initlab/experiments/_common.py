@@ -10,7 +10,7 @@ import json
 import math
 import platform
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,6 @@ class TrainLog:
     losses: list[float]
     evals: list[dict[str, float]]
     diverged: bool
-    steps_to_threshold: int | None = None
 
     @property
     def final_loss(self) -> float:
@@ -107,50 +106,60 @@ class TrainLog:
         return float(np.mean(self.losses[-k:]))
 
 
-def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int, lr: float,
+def minibatches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Endless minibatch indices into ``n`` examples: a fresh permutation per epoch (``generator``), cut into
+    batches of ``batch_size`` (at most ``n``); an epoch's last incomplete batch is skipped."""
+    batch_size = min(batch_size, n)
+    while True:
+        order = torch.randperm(n, generator=generator)
+        for pos in range(0, n - batch_size + 1, batch_size):
+            yield order[pos:pos + batch_size]
+
+
+def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int, lr: float | None = None,
           batch_size: int | None = 64, momentum: float = 0.0, generator: torch.Generator | None = None,
           loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.cross_entropy,
           eval_every: int | None = None, evaluate: Callable[[nn.Module, int], dict[str, float]] | None = None,
-          threshold: float | None = None, on_step: Callable[[], None] | None = None) -> TrainLog:
-    """Minibatch SGD (with momentum) on ``(x, y)`` for ``steps`` steps.
+          threshold: float | None = None, on_step: Callable[[], None] | None = None,
+          optimizer: torch.optim.Optimizer | None = None) -> TrainLog:
+    """Minibatch SGD (with momentum) on ``(x, y)`` for ``steps`` steps, or ``optimizer`` instead of SGD
+    (then ``lr`` and ``momentum`` are not used).
 
-    Minibatches are drawn from a fresh permutation per epoch (``generator``); ``batch_size=None`` means
-    full batch. ``evaluate(model, step)`` runs at step 0 and every ``eval_every`` steps (after the update)
-    and its dict is stored in ``evals``. With ``threshold``, training stops the first time the minibatch
-    loss falls below it (``steps_to_threshold``). A non-finite loss stops training (``diverged``).
+    Minibatches come from :func:`minibatches` (``generator``); ``batch_size=None`` means full batch.
+    ``evaluate(model, step)`` runs at step 0 and every ``eval_every`` steps (after the update) and its
+    dict is stored in ``evals``. With ``threshold``, training stops after the first step whose minibatch
+    loss falls below it (that step is ``len(losses)``). A non-finite loss stops training (``diverged``).
     ``on_step()`` runs after each update, while the gradients are still there. Torch's global RNG is not
     used (no ``generator`` means a fixed one, seed 0).
     """
     if generator is None:
         generator = torch.Generator().manual_seed(0)
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum)
+    if optimizer is None:
+        if lr is None:
+            raise TypeError("train needs lr (for SGD) or an optimizer")
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=lr, momentum=momentum)
     n = len(x)
-    bs = n if batch_size is None else min(batch_size, n)
-    order, pos = torch.randperm(n, generator=generator), 0
+    batches = minibatches(n, n if batch_size is None else batch_size, generator)
     log = TrainLog([], [], False)
     model.train()
     if evaluate is not None:
         log.evals.append({"step": 0, **evaluate(model, 0)})
         model.train()
     for step in range(1, steps + 1):
-        if pos + bs > n:
-            order, pos = torch.randperm(n, generator=generator), 0
-        idx = order[pos:pos + bs]
-        pos += bs
+        idx = next(batches)
         loss = loss_fn(model(x[idx]), y[idx])
         value = float(loss.detach())
         if not math.isfinite(value):
             log.diverged = True
             log.losses.append(value)
             break
-        opt.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        optimizer.step()
         log.losses.append(value)
         if on_step is not None:
             on_step()
         if threshold is not None and value < threshold:
-            log.steps_to_threshold = step
             break
         if evaluate is not None and eval_every and step % eval_every == 0:
             log.evals.append({"step": step, **evaluate(model, step)})
@@ -257,6 +266,16 @@ def new_figure(width: float = 8.0, height: float = 4.5):
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("figures need matplotlib: pip install 'initlab[plot]'") from exc
     return Figure(figsize=(width, height), layout="constrained")
+
+
+def seed_std(values: Sequence[float]) -> float:
+    """The seed-to-seed noise of a measurement: the sample standard deviation (ddof 1) of its per-seed
+    values, 0 for a single seed.
+
+    >>> seed_std([0.1, 0.3]), seed_std([0.5])
+    (0.1414213562373095, 0.0)
+    """
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def geomean(values: Iterable[float]) -> float:

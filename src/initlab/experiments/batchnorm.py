@@ -37,6 +37,7 @@ from initlab.experiments._common import (
     generator,
     init_weights,
     new_figure,
+    seed_std,
     train,
     trend_word,
 )
@@ -74,7 +75,7 @@ def judge(errors: Mapping[str, Mapping[float, Sequence[float]]]) -> tuple[dict[s
     False
     """
     means = {net: {s: float(np.mean(v)) for s, v in errors[net].items()} for net in NETWORKS}
-    noise = max(float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for net in NETWORKS for v in errors[net].values())
+    noise = max(seed_std(v) for net in NETWORKS for v in errors[net].values())
     numbers = {"spread_plain": spread(means["plain"]), "spread_bn": spread(means["BN"]), "noise": noise,
                "best_plain": min(means["plain"].values()), "worst_bn": max(means["BN"].values())}
     gap = numbers["spread_plain"] - numbers["spread_bn"]
@@ -167,7 +168,7 @@ def conclude(ctx: Context, runs: dict[str, dict[float, list[dict]]], opts: dict)
     for net in NETWORKS:
         for s in scales:
             errs = final[net][s]
-            cell = {"mean": float(np.mean(errs)), "std": float(np.std(errs, ddof=1)) if len(errs) > 1 else 0.0,
+            cell = {"mean": float(np.mean(errs)), "std": seed_std(errs),
                     "per_seed": errs, "diverged": sum(r["diverged"] for r in runs[net][s])}
             summary[f"{net} | x{s:g}"] = cell
             rows.append([net, s, opts["chosen_lr"][net], cell["mean"], cell["std"],

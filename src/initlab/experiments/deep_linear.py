@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from initlab.experiments._common import Context, finish, generator, new_figure, train
+from initlab.experiments._common import Context, finish, generator, init_weights, new_figure, train
 
 WIDTH = 32
 N_SAMPLES = 512
@@ -119,7 +119,6 @@ def verdict(times: Mapping[float, Mapping[str, Mapping[int, Sequence[int | None]
 def _one_run(x: torch.Tensor, y: torch.Tensor, depth: int, spec: str, seed: int, zero_loss: float,
              max_steps: int) -> dict[str, Any]:
     from initlab import zoo
-    from initlab.experiments._common import init_weights
 
     model = zoo.mlp(depth - 1, WIDTH, "linear", in_features=WIDTH, out_features=WIDTH, bias=False, seed=seed)
     init_weights(model, spec, generator=generator(seed))

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from initlab.experiments._common import Context, finish, generator, new_figure
+from initlab.experiments._common import Context, finish, generator, new_figure, train
 
 FAMILIES = ("mlp", "transformer")
 PARAMETRIZATIONS = ("sp", "mup")
@@ -120,23 +120,11 @@ def settings_for(quick: bool) -> dict[str, Any]:
 
 def train_one(model: nn.Module, groups: list[dict], x: torch.Tensor, y: torch.Tensor, x_eval: torch.Tensor,
               y_eval: torch.Tensor, *, steps: int, batch_size: int, gen: torch.Generator) -> float:
-    """Adam on ``groups`` for ``steps`` minibatch steps; the training loss on ``(x_eval, y_eval)`` at the end
-    (inf when training blew up)."""
-    opt = torch.optim.Adam(groups)
-    n = len(x)
-    order, pos = torch.randperm(n, generator=gen), 0
-    model.train()
-    for _ in range(steps):
-        if pos + batch_size > n:
-            order, pos = torch.randperm(n, generator=gen), 0
-        idx = order[pos:pos + batch_size]
-        pos += batch_size
-        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-        if not torch.isfinite(loss):
-            return math.inf
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    """Adam on ``groups`` for ``steps`` minibatch steps (``_common.train``); the training loss on
+    ``(x_eval, y_eval)`` at the end (inf when training blew up)."""
+    log = train(model, x, y, steps=steps, batch_size=batch_size, generator=gen, optimizer=torch.optim.Adam(groups))
+    if log.diverged:
+        return math.inf
     with torch.no_grad():
         final = float(nn.functional.cross_entropy(model.eval()(x_eval), y_eval))
     return final if math.isfinite(final) else math.inf

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from initlab.experiments._common import Context, finish, generator, new_figure
+from initlab.experiments._common import Context, finish, generator, minibatches, new_figure
 
 SIGMA_B2 = 0.05
 CHANCE = 0.1
@@ -96,14 +96,10 @@ def train_stack(model: StackedMLP, x: torch.Tensor, y: torch.Tensor, steps: int,
     returns, per network, whether its loss ever became non-finite (its parameters then stay NaN/inf, which
     cannot reach the other networks)."""
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    g = generator(seed, 1)
-    order, pos = torch.randperm(len(x), generator=g), 0
+    batches = minibatches(len(x), BATCH, generator(seed, 1))
     diverged = torch.zeros(model.weights[0].shape[0], dtype=torch.bool)
     for _ in range(steps):
-        if pos + BATCH > len(x):
-            order, pos = torch.randperm(len(x), generator=g), 0
-        idx = order[pos:pos + BATCH]
-        pos += BATCH
+        idx = next(batches)
         out = model(x[idx])
         losses = nn.functional.cross_entropy(out.transpose(1, 2), y[idx][None, :].expand(out.shape[0], -1),
                                              reduction="none").mean(1)
