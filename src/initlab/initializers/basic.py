@@ -115,8 +115,7 @@ class Normal(Initializer):
 
     def _reach(self, shape):
         named = [k for k, part in (("std", self.std), ("mean", self.mean)) if part]  # those that contribute
-        return sampling.Reach(abs(self.mean) + sampling.NORMAL_SIGMAS * self.std, tuple(named),
-                              rule=sampling.NORMAL_RULE)
+        return sampling.normal_reach(self.mean, self.std, tuple(named))
 
     def _draw(self, shape, dtype, device, generator):
         return sampling.normal(shape, self.mean, self.std, dtype=dtype, device=device, generator=generator)
@@ -169,7 +168,7 @@ class Uniform(Initializer):
     def _reach(self, shape):
         low, high = self.bounds
         keys = ("std", "mean") if self._args["std"] is not None else ("range",)
-        return sampling.Reach(max(abs(low), abs(high)), keys, work=high - low)
+        return sampling.uniform_reach(low, high, keys)
 
     def _draw(self, shape, dtype, device, generator):
         return sampling.uniform(shape, *self.bounds, dtype=dtype, device=device, generator=generator)

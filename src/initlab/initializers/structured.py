@@ -124,8 +124,7 @@ class DeltaOrthogonal(Initializer):
         mean_sq = self.gain**2 * inp / n
         return math.sqrt(mean_sq)
 
-    def _reach(self, shape):
-        return sampling.Reach(self.gain * UNIT_ENTRY, ("gain",), rule=UNIT_RULE)
+    _reach = Orthogonal._reach  # the same bound: entries of an orthogonal matrix, times gain
 
     def _draw(self, shape, dtype, device, generator):
         out, inp, k = self._split(shape)
@@ -241,7 +240,7 @@ class Sparse(Initializer):
         return fans(shape, "torch" if self.layout == "torch" else "lasagne_dense")
 
     def _reach(self, shape):
-        return sampling.Reach(sampling.NORMAL_SIGMAS * self.std, ("std",), rule=sampling.NORMAL_RULE)
+        return sampling.normal_reach(0.0, self.std, ("std",))
 
     def _draw(self, shape, dtype, device, generator):
         out, inp = self._out_in(shape)

@@ -96,10 +96,10 @@ class VarianceScaling(FanBased):
         std = self.std_for(shape)
         arguments = ("gain",) if "gain" in self._args else ("scale",)  # the user's argument, not a derived one
         if self.distribution == "normal":
-            return sampling.Reach(sampling.NORMAL_SIGMAS * std, arguments, rule=sampling.NORMAL_RULE)
+            return sampling.normal_reach(0.0, std, arguments)
         if self.distribution == "uniform":
             bound = math.sqrt(3.0) * std
-            return sampling.Reach(bound, arguments, work=2.0 * bound)
+            return sampling.uniform_reach(-bound, bound, arguments)
         return sampling.Reach(2.0 * std / TRUNC2_STD, arguments)
 
     def _draw(self, shape, dtype, device, generator):
