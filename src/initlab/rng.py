@@ -727,7 +727,7 @@ def _nb_blocks(dist, dst, base, b_lo, b_hi, draw, k0, k1, prm):
             dst[i + _U64(2)] = x2
             dst[i + _U64(3)] = x3
             b += _U64(1)
-    else:
+    elif dist == 2:
         while b < b_hi:
             w0, w1, w2, w3 = _nb_philox(b & _MASK64, b >> _S32, draw, _U64(0), k0, k1)
             i = four * b + base
@@ -736,19 +736,15 @@ def _nb_blocks(dist, dst, base, b_lo, b_hi, draw, k0, k1, prm):
             dst[i + _U64(2)] = _nb_truncated_one(w2, p0, p1, p2, p3, p4, p6, p7)
             dst[i + _U64(3)] = _nb_truncated_one(w3, p0, p1, p2, p3, p4, p6, p7)
             b += _U64(1)
-
-
-def _nb_bits_blocks(dst, base, b_lo, b_hi, draw, k0, k1):
-    four = _U64(4)
-    b = b_lo
-    while b < b_hi:
-        w0, w1, w2, w3 = _nb_philox(b & _MASK64, b >> _S32, draw, _U64(0), k0, k1)
-        i = four * b + base
-        dst[i] = w0
-        dst[i + _U64(1)] = w1
-        dst[i + _U64(2)] = w2
-        dst[i + _U64(3)] = w3
-        b += _U64(1)
+    else:  # the raw words (bits), into a uint32 dst
+        while b < b_hi:
+            w0, w1, w2, w3 = _nb_philox(b & _MASK64, b >> _S32, draw, _U64(0), k0, k1)
+            i = four * b + base
+            dst[i] = w0
+            dst[i + _U64(1)] = w1
+            dst[i + _U64(2)] = w2
+            dst[i + _U64(3)] = w3
+            b += _U64(1)
 
 
 def _nb_run(dist, dst, pos, g_lo, g_hi, draw, k0, k1, prm):
@@ -766,25 +762,6 @@ def _nb_run(dist, dst, pos, g_lo, g_hi, draw, k0, k1, prm):
         if (b >= full_lo and b < full_hi) or (j == 1 and last == first):
             continue
         _nb_blocks(dist, tmp, _U64(0) - _U64(4) * b, b, b + _U64(1), draw, k0, k1, prm)
-        for lane in range(4):
-            g = _U64(4) * b + _U64(lane)
-            if g >= g_lo and g < g_hi:
-                dst[g + base] = tmp[lane]
-
-
-def _nb_run_bits(dst, pos, g_lo, g_hi, draw, k0, k1):
-    full_lo = (g_lo + _U64(3)) >> _U64(2)
-    full_hi = g_hi >> _U64(2)
-    base = pos - g_lo
-    if full_lo < full_hi:
-        _nb_bits_blocks(dst, base, full_lo, full_hi, draw, k0, k1)
-    tmp = np.empty(4, dtype=dst.dtype)
-    first, last = g_lo >> _U64(2), (g_hi - _U64(1)) >> _U64(2)
-    for j in range(2):
-        b = first if j == 0 else last
-        if (b >= full_lo and b < full_hi) or (j == 1 and last == first):
-            continue
-        _nb_bits_blocks(tmp, _U64(0) - _U64(4) * b, b, b + _U64(1), draw, k0, k1)
         for lane in range(4):
             g = _U64(4) * b + _U64(lane)
             if g >= g_lo and g < g_hi:
@@ -830,7 +807,7 @@ def _nb_generate(dist, kind, out32, out16, out64, outbits, iprm, prm):
         g_hi = min((b_lo + chunk) << _U64(2), g0 + n)
         pos = g_lo - g0
         if dist == 3:
-            _nb_run_bits(outbits, pos, g_lo, g_hi, draw, k0, k1)
+            _nb_run(dist, outbits, pos, g_lo, g_hi, draw, k0, k1, prm)
         elif kind == 0:
             _nb_run(dist, out32, pos, g_lo, g_hi, draw, k0, k1, prm)
         else:
@@ -890,7 +867,7 @@ def _numba_kernel():
         for name in ("_nb_philox", "_nb_ln", "_nb_sincos", "_nb_normal_pair", "_nb_uniform_one", "_nb_ndtri_lower",
                      "_nb_truncated_one", "_nb_f16_bits", "_nb_bf16_bits"):
             g[name] = numba.njit(inline="always", error_model="numpy")(g[name])
-        for name in ("_nb_blocks", "_nb_bits_blocks", "_nb_run", "_nb_run_bits", "_nb_convert"):
+        for name in ("_nb_blocks", "_nb_run", "_nb_convert"):
             g[name] = numba.njit(cache=True, nogil=True, error_model="numpy")(g[name])
         kernel = numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")(_nb_generate)
         # numba's OpenMP layer starts its threads with omp_set_num_threads(NUMBA_NUM_THREADS), which is also
