@@ -56,6 +56,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import torch
 
+from initlab.shapes import shape_of
 from initlab.validate import check_int, check_number, check_seed
 
 Backend = Literal["auto", "numba", "torch"]
@@ -342,10 +343,6 @@ def fill_truncated_normal_(tensor: torch.Tensor, key: Key, *, mean: float = 0.0,
 
 
 # -- parameters (host side, float64 -> float32) -------------------------------------------------------------
-def _finite(value: Any, name: str) -> float:
-    return check_number(value, name)
-
-
 def _inner_f32(low: float, high: float) -> tuple[float, float]:
     """The float32 values closest to ``[low, high]`` from inside (float32 rounding can step outside)."""
     lo, hi = np.float32(low), np.float32(high)
@@ -357,7 +354,7 @@ def _inner_f32(low: float, high: float) -> tuple[float, float]:
 
 
 def _uniform_params(low: Any, high: Any) -> tuple[float, ...]:
-    low, high = _finite(low, "low"), _finite(high, "high")
+    low, high = check_number(low, "low"), check_number(high, "high")
     if high < low:
         raise ValueError(f"low must be <= high; got low={low!r}, high={high!r}")
     if not abs(high - low) < float(np.finfo(np.float32).max):
@@ -366,7 +363,7 @@ def _uniform_params(low: Any, high: Any) -> tuple[float, ...]:
 
 
 def _normal_params(mean: Any, std: Any) -> tuple[float, ...]:
-    mean, std = _finite(mean, "mean"), check_number(std, "std", minimum=0.0)
+    mean, std = check_number(mean, "mean"), check_number(std, "std", minimum=0.0)
     return _f32(mean), _f32(std)
 
 
@@ -377,7 +374,7 @@ def _phi(x: float) -> float:
 def _truncated_params(mean: Any, std: Any, low: Any, high: Any) -> tuple[float, ...]:
     mean, std = _normal_params(mean, std)  # validates
     mean64, std64 = float(mean), float(std)
-    low, high = _finite(low, "low"), _finite(high, "high")
+    low, high = check_number(low, "low"), check_number(high, "high")
     if not low < high:
         raise ValueError(f"low must be < high; got low={low!r}, high={high!r}")
     lo32, hi32 = _inner_f32(low, high)
@@ -394,21 +391,6 @@ def _truncated_params(mean: Any, std: Any, low: Any, high: Any) -> tuple[float, 
 
 
 # -- the driver -----------------------------------------------------------------------------------------------
-def _numel(shape: int | Sequence[int]) -> tuple[tuple[int, ...], int]:
-    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
-        dims: tuple[int, ...] = (int(shape),)
-    elif isinstance(shape, (torch.Size, tuple, list)):
-        dims = tuple(shape)
-        if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dims):
-            raise TypeError(f"shape must be an int or a sequence of ints; got {shape!r}")
-        dims = tuple(int(d) for d in dims)
-    else:
-        raise TypeError(f"shape must be an int or a sequence of ints; got {type(shape).__name__}")
-    if any(d < 0 for d in dims):
-        raise ValueError(f"shape must not contain negative sizes; got {dims!r}")
-    return dims, math.prod(dims)
-
-
 def _check_dtype(dtype: Any) -> torch.dtype:
     if dtype not in FLOAT_DTYPES:
         raise TypeError(f"dtype must be one of float32, float64, float16, bfloat16; got {dtype}")
@@ -416,7 +398,8 @@ def _check_dtype(dtype: Any) -> torch.dtype:
 
 
 def _sample(dist: str, shape, key, params, offset, draw, dtype, device, backend) -> torch.Tensor:
-    dims, n = _numel(shape)
+    dims = shape_of(shape)
+    n = math.prod(dims)
     key, offset, draw = check_key(key), check_offset(offset), _check_draw(draw)
     if dist != "bits":
         _check_dtype(dtype)
