@@ -434,8 +434,8 @@ def test_torch_rng_paths_are_unchanged():
 
 # -- bad arguments -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(rng="numpy"), ValueError, r"rng must be None, 'torch' or 'philox'; got 'numpy'"),
-    (dict(rng=1), ValueError, "rng must be None, 'torch' or 'philox'"),
+    (dict(rng="numpy"), ValueError, r"rng must be one of 'torch', 'philox'; got 'numpy'"),
+    (dict(rng=1), TypeError, "rng must be one of 'torch', 'philox'; got 1 \\(int\\)"),
     (dict(rng="philox", generator=torch.Generator()), ValueError, "generator="),
     (dict(seed=1), ValueError, "rng='philox'"),
     (dict(key="w"), ValueError, "rng='philox'"),

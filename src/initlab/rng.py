@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from initlab.shapes import shape_of
-from initlab.validate import check_int, check_number, check_seed
+from initlab.validate import check_choice, check_int, check_number, check_seed
 
 Backend = Literal["auto", "numba", "torch"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
@@ -180,9 +180,7 @@ def numba_available() -> bool:
 
 
 def _check_backend(backend: Any) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
-    return backend
+    return check_choice(backend, "backend", BACKENDS)
 
 
 def _resolve_backend(backend: str | None, device: torch.device) -> str:

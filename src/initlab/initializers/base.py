@@ -259,8 +259,8 @@ def random_source(generator: torch.Generator | None, rng: str | None, seed: int 
     ``rng=None``/``"torch"``, a fresh :class:`initlab.rng.Philox` stream for ``rng="philox"``."""
     if generator is not None and not isinstance(generator, torch.Generator):  # checked even when nothing draws
         raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
-    if rng is not None and (not isinstance(rng, str) or rng not in RNG_KINDS):
-        raise ValueError(f"rng must be None, 'torch' or 'philox'; got {rng!r}")
+    if rng is not None:
+        check_choice(rng, "rng", RNG_KINDS)
     if rng != "philox":
         if seed is not None or key is not None or offset != 0:
             raise ValueError("seed=, key= and offset= select a counter-based stream: pass rng='philox' with them")
