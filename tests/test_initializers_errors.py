@@ -51,16 +51,16 @@ def weight(shape=(8, 4, 3, 3), dtype=torch.float32) -> torch.Tensor:
 
 CONSTRUCTION = [
     # negative std or scale
-    (lambda: Normal(std=-1.0), r"std must be >= 0; got -1\.0"),
-    (lambda: TruncatedNormal(std=-0.1), r"std must be >= 0; got -0\.1"),
-    (lambda: Uniform(std=-2.0), r"std must be >= 0; got -2\.0"),
-    (lambda: Sparse(std=-0.01), r"std must be >= 0; got -0\.01"),
-    (lambda: VarianceScaling(scale=-1.0), r"scale must be >= 0; got -1\.0"),
+    (lambda: Normal(std=-1.0), r"std must be a finite number >= 0; got -1\.0"),
+    (lambda: TruncatedNormal(std=-0.1), r"std must be a finite number >= 0; got -0\.1"),
+    (lambda: Uniform(std=-2.0), r"std must be a finite number >= 0; got -2\.0"),
+    (lambda: Sparse(std=-0.01), r"std must be a finite number >= 0; got -0\.01"),
+    (lambda: VarianceScaling(scale=-1.0), r"scale must be a finite number >= 0; got -1\.0"),
     (lambda: GlorotNormal(gain=-1.0), r"gain must be a non-negative finite number; got -1\.0"),
     (lambda: Orthogonal(gain=-2.0), r"gain must be a non-negative finite number; got -2\.0"),
-    (lambda: Normal(std=math.nan), r"std must be finite; got nan"),
-    (lambda: VarianceScaling(scale=math.inf), r"scale must be finite; got inf"),
-    (lambda: Uniform(range=-1.0), r"range must be >= 0; got -1\.0"),
+    (lambda: Normal(std=math.nan), r"std must be a finite number >= 0; got nan"),
+    (lambda: VarianceScaling(scale=math.inf), r"scale must be a finite number >= 0; got inf"),
+    (lambda: Uniform(range=-1.0), r"range must be a finite number >= 0; got -1\.0"),
     (lambda: Uniform(range=(1.0, 0.0)), r"range must satisfy low <= high; got \(1\.0, 0\.0\)"),
     (lambda: Uniform(range=(1.0, 2.0, 3.0)), r"range must be a number r .* or a pair \(low, high\)"),
     (lambda: TruncatedNormal(bounds=(2.0, -2.0)), r"bounds must satisfy low < high; got \(2\.0, -2\.0\)"),
@@ -100,10 +100,10 @@ CONSTRUCTION = [
 
 
 def test_a_wrong_type_is_a_type_error():  # initlab.validate's vocabulary
-    with pytest.raises(TypeError, match=r"std must be a number; got '0\.1'"):
+    with pytest.raises(TypeError, match=r"std must be a finite number >= 0; got '0\.1'"):
         Normal(std="0.1")
     w = weight()
-    assert_rejected(TypeError, "std must be a number", lambda t: Normal(std="0.1").init_(t), w)
+    assert_rejected(TypeError, "std must be a finite number >= 0", lambda t: Normal(std="0.1").init_(t), w)
 
 
 @pytest.mark.parametrize("factory,match", CONSTRUCTION, ids=[m[:40] for _, m in CONSTRUCTION])
@@ -252,7 +252,7 @@ def test_half_tensor_and_parameter_unchanged_on_error():
     ("normal(foo=1)", r"initializer spec 'normal\(foo=1\)': .*unexpected keyword argument 'foo'; "
                       r"Normal accepts: std, mean"),
     ("normal(0.1, 0.0, 3)", r"Normal accepts: std, mean"),
-    ("normal(std=-1)", r"std must be >= 0; got -1"),
+    ("normal(std=-1)", r"std must be a finite number >= 0; got -1"),
     ("orthogonal(gain='foo')", r"nonlinearity must be one of .*got 'foo'"),
     ("normal(**{'std': 5})", r"(arguments must be literals|must look like|\*\*)"),
 ])
@@ -273,7 +273,7 @@ def test_unknown_initializer_name(name):
 def test_bad_configs():
     with pytest.raises(ValueError, match=r"an initializer config needs a 'name' key; got keys \['std'\]"):
         initlab.get({"std": 0.1})
-    with pytest.raises(ValueError, match=r"std must be >= 0"):
+    with pytest.raises(ValueError, match=r"std must be a finite number >= 0"):
         initlab.get({"name": "normal", "std": -1})
     with pytest.raises(ValueError, match=r"unexpected keyword argument 'foo'; Normal accepts: std, mean"):
         initlab.get({"name": "normal", "foo": 1})
@@ -290,7 +290,7 @@ def test_replace_validates():
     x = Normal(0.1)
     with pytest.raises(ValueError, match=r"Normal has no argument\(s\) \['foo'\]; accepted: \['mean', 'std'\]"):
         x.replace(foo=1)
-    with pytest.raises(ValueError, match=r"std must be >= 0"):
+    with pytest.raises(ValueError, match=r"std must be a finite number >= 0"):
         x.replace(std=-1)
     with pytest.raises(ValueError, match=r"layout must be one of"):
         HeNormal().replace(layout="tf")

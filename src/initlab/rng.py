@@ -56,7 +56,8 @@ from typing import Any, Literal, get_args
 import numpy as np
 import torch
 
-from initlab.validate import check_int, check_number, check_seed
+from initlab.shapes import shape_of
+from initlab.validate import check_choice, check_int, check_number, check_seed
 
 Backend = Literal["auto", "numba", "torch"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
@@ -179,9 +180,7 @@ def numba_available() -> bool:
 
 
 def _check_backend(backend: Any) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
-    return backend
+    return check_choice(backend, "backend", BACKENDS)
 
 
 def _resolve_backend(backend: str | None, device: torch.device) -> str:
@@ -342,10 +341,6 @@ def fill_truncated_normal_(tensor: torch.Tensor, key: Key, *, mean: float = 0.0,
 
 
 # -- parameters (host side, float64 -> float32) -------------------------------------------------------------
-def _finite(value: Any, name: str) -> float:
-    return check_number(value, name)
-
-
 def _inner_f32(low: float, high: float) -> tuple[float, float]:
     """The float32 values closest to ``[low, high]`` from inside (float32 rounding can step outside)."""
     lo, hi = np.float32(low), np.float32(high)
@@ -357,7 +352,7 @@ def _inner_f32(low: float, high: float) -> tuple[float, float]:
 
 
 def _uniform_params(low: Any, high: Any) -> tuple[float, ...]:
-    low, high = _finite(low, "low"), _finite(high, "high")
+    low, high = check_number(low, "low"), check_number(high, "high")
     if high < low:
         raise ValueError(f"low must be <= high; got low={low!r}, high={high!r}")
     if not abs(high - low) < float(np.finfo(np.float32).max):
@@ -366,7 +361,7 @@ def _uniform_params(low: Any, high: Any) -> tuple[float, ...]:
 
 
 def _normal_params(mean: Any, std: Any) -> tuple[float, ...]:
-    mean, std = _finite(mean, "mean"), check_number(std, "std", minimum=0.0)
+    mean, std = check_number(mean, "mean"), check_number(std, "std", minimum=0.0)
     return _f32(mean), _f32(std)
 
 
@@ -377,7 +372,7 @@ def _phi(x: float) -> float:
 def _truncated_params(mean: Any, std: Any, low: Any, high: Any) -> tuple[float, ...]:
     mean, std = _normal_params(mean, std)  # validates
     mean64, std64 = float(mean), float(std)
-    low, high = _finite(low, "low"), _finite(high, "high")
+    low, high = check_number(low, "low"), check_number(high, "high")
     if not low < high:
         raise ValueError(f"low must be < high; got low={low!r}, high={high!r}")
     lo32, hi32 = _inner_f32(low, high)
@@ -394,21 +389,6 @@ def _truncated_params(mean: Any, std: Any, low: Any, high: Any) -> tuple[float, 
 
 
 # -- the driver -----------------------------------------------------------------------------------------------
-def _numel(shape: int | Sequence[int]) -> tuple[tuple[int, ...], int]:
-    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
-        dims: tuple[int, ...] = (int(shape),)
-    elif isinstance(shape, (torch.Size, tuple, list)):
-        dims = tuple(shape)
-        if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in dims):
-            raise TypeError(f"shape must be an int or a sequence of ints; got {shape!r}")
-        dims = tuple(int(d) for d in dims)
-    else:
-        raise TypeError(f"shape must be an int or a sequence of ints; got {type(shape).__name__}")
-    if any(d < 0 for d in dims):
-        raise ValueError(f"shape must not contain negative sizes; got {dims!r}")
-    return dims, math.prod(dims)
-
-
 def _check_dtype(dtype: Any) -> torch.dtype:
     if dtype not in FLOAT_DTYPES:
         raise TypeError(f"dtype must be one of float32, float64, float16, bfloat16; got {dtype}")
@@ -416,7 +396,8 @@ def _check_dtype(dtype: Any) -> torch.dtype:
 
 
 def _sample(dist: str, shape, key, params, offset, draw, dtype, device, backend) -> torch.Tensor:
-    dims, n = _numel(shape)
+    dims = shape_of(shape)
+    n = math.prod(dims)
     key, offset, draw = check_key(key), check_offset(offset), _check_draw(draw)
     if dist != "bits":
         _check_dtype(dtype)
@@ -727,7 +708,7 @@ def _nb_blocks(dist, dst, base, b_lo, b_hi, draw, k0, k1, prm):
             dst[i + _U64(2)] = x2
             dst[i + _U64(3)] = x3
             b += _U64(1)
-    else:
+    elif dist == 2:
         while b < b_hi:
             w0, w1, w2, w3 = _nb_philox(b & _MASK64, b >> _S32, draw, _U64(0), k0, k1)
             i = four * b + base
@@ -736,19 +717,15 @@ def _nb_blocks(dist, dst, base, b_lo, b_hi, draw, k0, k1, prm):
             dst[i + _U64(2)] = _nb_truncated_one(w2, p0, p1, p2, p3, p4, p6, p7)
             dst[i + _U64(3)] = _nb_truncated_one(w3, p0, p1, p2, p3, p4, p6, p7)
             b += _U64(1)
-
-
-def _nb_bits_blocks(dst, base, b_lo, b_hi, draw, k0, k1):
-    four = _U64(4)
-    b = b_lo
-    while b < b_hi:
-        w0, w1, w2, w3 = _nb_philox(b & _MASK64, b >> _S32, draw, _U64(0), k0, k1)
-        i = four * b + base
-        dst[i] = w0
-        dst[i + _U64(1)] = w1
-        dst[i + _U64(2)] = w2
-        dst[i + _U64(3)] = w3
-        b += _U64(1)
+    else:  # the raw words (bits), into a uint32 dst
+        while b < b_hi:
+            w0, w1, w2, w3 = _nb_philox(b & _MASK64, b >> _S32, draw, _U64(0), k0, k1)
+            i = four * b + base
+            dst[i] = w0
+            dst[i + _U64(1)] = w1
+            dst[i + _U64(2)] = w2
+            dst[i + _U64(3)] = w3
+            b += _U64(1)
 
 
 def _nb_run(dist, dst, pos, g_lo, g_hi, draw, k0, k1, prm):
@@ -766,25 +743,6 @@ def _nb_run(dist, dst, pos, g_lo, g_hi, draw, k0, k1, prm):
         if (b >= full_lo and b < full_hi) or (j == 1 and last == first):
             continue
         _nb_blocks(dist, tmp, _U64(0) - _U64(4) * b, b, b + _U64(1), draw, k0, k1, prm)
-        for lane in range(4):
-            g = _U64(4) * b + _U64(lane)
-            if g >= g_lo and g < g_hi:
-                dst[g + base] = tmp[lane]
-
-
-def _nb_run_bits(dst, pos, g_lo, g_hi, draw, k0, k1):
-    full_lo = (g_lo + _U64(3)) >> _U64(2)
-    full_hi = g_hi >> _U64(2)
-    base = pos - g_lo
-    if full_lo < full_hi:
-        _nb_bits_blocks(dst, base, full_lo, full_hi, draw, k0, k1)
-    tmp = np.empty(4, dtype=dst.dtype)
-    first, last = g_lo >> _U64(2), (g_hi - _U64(1)) >> _U64(2)
-    for j in range(2):
-        b = first if j == 0 else last
-        if (b >= full_lo and b < full_hi) or (j == 1 and last == first):
-            continue
-        _nb_bits_blocks(tmp, _U64(0) - _U64(4) * b, b, b + _U64(1), draw, k0, k1)
         for lane in range(4):
             g = _U64(4) * b + _U64(lane)
             if g >= g_lo and g < g_hi:
@@ -830,7 +788,7 @@ def _nb_generate(dist, kind, out32, out16, out64, outbits, iprm, prm):
         g_hi = min((b_lo + chunk) << _U64(2), g0 + n)
         pos = g_lo - g0
         if dist == 3:
-            _nb_run_bits(outbits, pos, g_lo, g_hi, draw, k0, k1)
+            _nb_run(dist, outbits, pos, g_lo, g_hi, draw, k0, k1, prm)
         elif kind == 0:
             _nb_run(dist, out32, pos, g_lo, g_hi, draw, k0, k1, prm)
         else:
@@ -890,7 +848,7 @@ def _numba_kernel():
         for name in ("_nb_philox", "_nb_ln", "_nb_sincos", "_nb_normal_pair", "_nb_uniform_one", "_nb_ndtri_lower",
                      "_nb_truncated_one", "_nb_f16_bits", "_nb_bf16_bits"):
             g[name] = numba.njit(inline="always", error_model="numpy")(g[name])
-        for name in ("_nb_blocks", "_nb_bits_blocks", "_nb_run", "_nb_run_bits", "_nb_convert"):
+        for name in ("_nb_blocks", "_nb_run", "_nb_convert"):
             g[name] = numba.njit(cache=True, nogil=True, error_model="numpy")(g[name])
         kernel = numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")(_nb_generate)
         # numba's OpenMP layer starts its threads with omp_set_num_threads(NUMBA_NUM_THREADS), which is also

@@ -50,6 +50,16 @@ class Reach(NamedTuple):
 NORMAL_RULE = f"a normal reaches |mean| + {NORMAL_SIGMAS:g} std"
 
 
+def normal_reach(mean: float, std: float, arguments: tuple[str, ...]) -> Reach:
+    """The reach of ``N(mean, std^2)``: ``|mean| + NORMAL_SIGMAS * std``."""
+    return Reach(abs(mean) + NORMAL_SIGMAS * std, arguments, rule=NORMAL_RULE)
+
+
+def uniform_reach(low: float, high: float, arguments: tuple[str, ...]) -> Reach:
+    """The reach of ``U(low, high)``: values within ``max(|low|, |high|)``, computed as ``low + (high - low) u``."""
+    return Reach(max(abs(low), abs(high)), arguments, work=high - low)
+
+
 def draw_precision(dtype: torch.dtype, generator: Any) -> torch.dtype:
     """The precision the values for a ``dtype`` target are computed in: :func:`compute_dtype` for torch's
     stream, float32 for a Philox stream (whose values are float32 numbers, held exactly by a float64 target)."""

@@ -60,7 +60,7 @@ def shape_of(obj: Any) -> tuple[int, ...]:
     """The shape of a tensor, an array, a ``torch.Size`` or a sequence of ints."""
     if hasattr(obj, "shape"):
         return tuple(int(s) for s in obj.shape)
-    if isinstance(obj, bool):
+    if isinstance(obj, (bool, str, bytes)):  # a string is a sequence, but of characters
         raise TypeError(f"shape must be a tensor, an array or a sequence of ints; got {obj!r}")
     if isinstance(obj, int):
         obj = (obj,)

@@ -13,33 +13,9 @@ import torch
 from initlab import sampling
 from initlab.gains import resolve_gain
 from initlab.shapes import LAYOUTS, Fans, check_positive_int, fans, shape_of
-from initlab.validate import _is_int, check_flag
+from initlab.validate import _is_int, check_choice, check_flag
 
 _NO_DEFAULT = inspect.Parameter.empty
-
-
-def check_number(value: Any, name: str, *, minimum: float | None = 0.0, allow_equal: bool = True) -> float:
-    """A finite real number, at least ``minimum`` (strictly above it unless ``allow_equal``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a number; got {value!r} ({type(value).__name__})")  # initlab.validate
-    try:
-        value = float(value)
-    except OverflowError:  # an int beyond float64 (10**400)
-        bits = int(value).bit_length()
-        raise ValueError(f"{name} must be finite; got an int of {bits} bits, beyond float64") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite; got {value!r}")
-    if minimum is not None and (value < minimum or (not allow_equal and value == minimum)):
-        relation = ">=" if allow_equal else ">"
-        raise ValueError(f"{name} must be {relation} {minimum:g}; got {value!r}")
-    return value
-
-
-def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        exc = ValueError if isinstance(value, str) else TypeError  # not even a word: a wrong type
-        raise exc(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-    return value
 
 
 class Initializer:
@@ -283,8 +259,8 @@ def random_source(generator: torch.Generator | None, rng: str | None, seed: int 
     ``rng=None``/``"torch"``, a fresh :class:`initlab.rng.Philox` stream for ``rng="philox"``."""
     if generator is not None and not isinstance(generator, torch.Generator):  # checked even when nothing draws
         raise TypeError(f"generator must be a torch.Generator or None; got {type(generator).__name__}")
-    if rng is not None and (not isinstance(rng, str) or rng not in RNG_KINDS):
-        raise ValueError(f"rng must be None, 'torch' or 'philox'; got {rng!r}")
+    if rng is not None:
+        check_choice(rng, "rng", RNG_KINDS)
     if rng != "philox":
         if seed is not None or key is not None or offset != 0:
             raise ValueError("seed=, key= and offset= select a counter-based stream: pass rng='philox' with them")

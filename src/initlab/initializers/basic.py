@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from initlab import sampling
-from initlab.initializers.base import Initializer, check_number
-from initlab.validate import check_flag
+from initlab.initializers.base import Initializer
+from initlab.validate import check_flag, check_number
 
 # std of N(0, 1) truncated to [-2, 2]: the variance correction of the variance-scaling family
 TRUNC2_STD = 0.87962566103423978
@@ -47,7 +47,7 @@ class Constant(Initializer):
     reference = '-'
 
     def __init__(self, value: float = 0.0) -> None:
-        self.value = check_number(value, "value", minimum=None)
+        self.value = check_number(value, "value")
         self._record(value=value)
         self._freeze()
 
@@ -101,8 +101,8 @@ class Normal(Initializer):
     reference = 'torch normal_'
 
     def __init__(self, std: float = 1.0, mean: float = 0.0) -> None:
-        self.std = check_number(std, "std")
-        self.mean = check_number(mean, "mean", minimum=None)
+        self.std = check_number(std, "std", minimum=0.0)
+        self.mean = check_number(mean, "mean")
         self._record(std=std, mean=mean)
         self._freeze()
 
@@ -115,8 +115,7 @@ class Normal(Initializer):
 
     def _reach(self, shape):
         named = [k for k, part in (("std", self.std), ("mean", self.mean)) if part]  # those that contribute
-        return sampling.Reach(abs(self.mean) + sampling.NORMAL_SIGMAS * self.std, tuple(named),
-                              rule=sampling.NORMAL_RULE)
+        return sampling.normal_reach(self.mean, self.std, tuple(named))
 
     def _draw(self, shape, dtype, device, generator):
         return sampling.normal(shape, self.mean, self.std, dtype=dtype, device=device, generator=generator)
@@ -141,19 +140,19 @@ class Uniform(Initializer):
 
     def __init__(self, range: float | tuple[float, float] = (0.0, 1.0), std: float | None = None,
                  mean: float = 0.0) -> None:
-        mean = check_number(mean, "mean", minimum=None)
+        mean = check_number(mean, "mean")
         if std is not None:
-            s = check_number(std, "std")
+            s = check_number(std, "std", minimum=0.0)
             low, high = mean - math.sqrt(3) * s, mean + math.sqrt(3) * s
         elif isinstance(range, (tuple, list)):
             if len(range) != 2:
                 raise ValueError(f"range must be a number r (for U(-r, r)) or a pair (low, high); got {range!r}")
-            low = check_number(range[0], "range[0]", minimum=None)
-            high = check_number(range[1], "range[1]", minimum=None)
+            low = check_number(range[0], "range[0]")
+            high = check_number(range[1], "range[1]")
             if high < low:
                 raise ValueError(f"range must satisfy low <= high; got {range!r}")
         else:
-            r = check_number(range, "range")
+            r = check_number(range, "range", minimum=0.0)
             low, high = -r, r
         self.bounds = (low, high)
         self._record(range=range, std=std, mean=mean)
@@ -169,7 +168,7 @@ class Uniform(Initializer):
     def _reach(self, shape):
         low, high = self.bounds
         keys = ("std", "mean") if self._args["std"] is not None else ("range",)
-        return sampling.Reach(max(abs(low), abs(high)), keys, work=high - low)
+        return sampling.uniform_reach(low, high, keys)
 
     def _draw(self, shape, dtype, device, generator):
         return sampling.uniform(shape, *self.bounds, dtype=dtype, device=device, generator=generator)
@@ -194,15 +193,15 @@ class TruncatedNormal(Initializer):
 
     def __init__(self, std: float = 1.0, mean: float = 0.0, bounds: tuple[float, float] = (-2.0, 2.0),
                  absolute: bool = False) -> None:
-        self.std = check_number(std, "std")
-        self.mean = check_number(mean, "mean", minimum=None)
+        self.std = check_number(std, "std", minimum=0.0)
+        self.mean = check_number(mean, "mean")
         if not isinstance(bounds, (tuple, list)):  # a wrong type: TypeError (initlab.validate's vocabulary)
             raise TypeError(f"bounds must be a pair (low, high); got {bounds!r}")
         if len(bounds) != 2:
             raise ValueError(f"bounds must be a pair (low, high); got {bounds!r}")
         check_flag(absolute, "absolute")
-        low = check_number(bounds[0], "bounds[0]", minimum=None)
-        high = check_number(bounds[1], "bounds[1]", minimum=None)
+        low = check_number(bounds[0], "bounds[0]")
+        high = check_number(bounds[1], "bounds[1]")
         if not low < high:
             raise ValueError(f"bounds must satisfy low < high; got {bounds!r}")
         if absolute:

@@ -9,8 +9,9 @@ import torch
 
 from initlab import sampling
 from initlab.gains import resolve_gain
-from initlab.initializers.base import Initializer, check_choice, check_number
+from initlab.initializers.base import Initializer
 from initlab.shapes import check_positive_int, fans
+from initlab.validate import check_choice, check_number
 
 _UNIT_AXIS = {"torch": "first", "torch_transposed": "first", "lasagne_dense": "first", "keras": "last",
               "jax": "last", "c01b": "last"}
@@ -123,8 +124,7 @@ class DeltaOrthogonal(Initializer):
         mean_sq = self.gain**2 * inp / n
         return math.sqrt(mean_sq)
 
-    def _reach(self, shape):
-        return sampling.Reach(self.gain * UNIT_ENTRY, ("gain",), rule=UNIT_RULE)
+    _reach = Orthogonal._reach  # the same bound: entries of an orthogonal matrix, times gain
 
     def _draw(self, shape, dtype, device, generator):
         out, inp, k = self._split(shape)
@@ -151,7 +151,7 @@ class Identity(Initializer):
     reference = 'torch eye_, dirac_'
 
     def __init__(self, gain: float = 1.0, groups: int = 1) -> None:
-        self.gain = (check_number(gain, "gain", minimum=None)
+        self.gain = (check_number(gain, "gain")
                      if isinstance(gain, (int, float)) and not isinstance(gain, bool) else resolve_gain(gain))
         self.groups = check_positive_int(groups, "groups")
         self._record(gain=gain, groups=groups)
@@ -211,10 +211,10 @@ class Sparse(Initializer):
 
     def __init__(self, sparsity: float = 0.1, std: float = 0.01, *, meaning: str = "nonzero_per_unit",
                  layout: str = "torch") -> None:
-        self.sparsity = check_number(sparsity, "sparsity", minimum=None)
+        self.sparsity = check_number(sparsity, "sparsity")
         if not 0 <= self.sparsity <= 1:
             raise ValueError(f"sparsity must be in [0, 1]; got {sparsity!r}")
-        self.std = check_number(std, "std")
+        self.std = check_number(std, "std", minimum=0.0)
         self.meaning = check_choice(meaning, "meaning", SPARSE_MEANINGS)
         self.layout = check_choice(layout, "layout", ("torch", "lasagne_dense", "keras", "jax"))
         self._record(sparsity=sparsity, std=std, meaning=meaning, layout=layout)
@@ -240,7 +240,7 @@ class Sparse(Initializer):
         return fans(shape, "torch" if self.layout == "torch" else "lasagne_dense")
 
     def _reach(self, shape):
-        return sampling.Reach(sampling.NORMAL_SIGMAS * self.std, ("std",), rule=sampling.NORMAL_RULE)
+        return sampling.normal_reach(0.0, self.std, ("std",))
 
     def _draw(self, shape, dtype, device, generator):
         out, inp = self._out_in(shape)

@@ -22,9 +22,10 @@ import torch
 
 from initlab import sampling
 from initlab.gains import resolve_gain
-from initlab.initializers.base import FanBased, check_choice, check_number
+from initlab.initializers.base import FanBased
 from initlab.initializers.basic import TRUNC2_STD, Normal, clamp_cast
 from initlab.shapes import MODES
+from initlab.validate import check_choice, check_number
 
 DISTRIBUTIONS = ("normal", "truncated_normal", "uniform")
 _DISTRIBUTION_ALIASES = {"untruncated_normal": "normal"}
@@ -50,7 +51,7 @@ class VarianceScaling(FanBased):
     def __init__(self, scale: float = 1.0, mode: str = "fan_in", distribution: str = "truncated_normal", *,
                  layout: str = "torch", groups: int = 1, chunks: int = 1, in_axis: Any = None,
                  out_axis: Any = None, torch_compatible: bool = False) -> None:
-        self.scale = check_number(scale, "scale")
+        self.scale = check_number(scale, "scale", minimum=0.0)
         self.mode = check_choice(mode, "mode", MODES)
         dist = _DISTRIBUTION_ALIASES.get(distribution, distribution)
         self.distribution = check_choice(dist, "distribution", DISTRIBUTIONS)
@@ -95,10 +96,10 @@ class VarianceScaling(FanBased):
         std = self.std_for(shape)
         arguments = ("gain",) if "gain" in self._args else ("scale",)  # the user's argument, not a derived one
         if self.distribution == "normal":
-            return sampling.Reach(sampling.NORMAL_SIGMAS * std, arguments, rule=sampling.NORMAL_RULE)
+            return sampling.normal_reach(0.0, std, arguments)
         if self.distribution == "uniform":
             bound = math.sqrt(3.0) * std
-            return sampling.Reach(bound, arguments, work=2.0 * bound)
+            return sampling.uniform_reach(-bound, bound, arguments)
         return sampling.Reach(2.0 * std / TRUNC2_STD, arguments)
 
     def _draw(self, shape, dtype, device, generator):
