@@ -232,7 +232,9 @@ def _errors(mesh) -> dict:
     before = {n: (id(p), p.is_meta) for n, p in model.named_parameters()}
     rng_state = torch.get_rng_state()
     out = {}
-    for label, kwargs in (("rng_torch", {"rng": "torch", "seed": 0}), ("generator", {"generator": torch.Generator()})):
+    overflow = {"seed": 0, "rules": [("net.0.weight", "normal(1e38)")]}  # |values| up to 9e38 > float32's max
+    for label, kwargs in (("rng_torch", {"rng": "torch", "seed": 0}), ("generator", {"generator": torch.Generator()}),
+                          ("overflow", overflow)):
         try:
             initlab.init_model(model, device="cpu", **kwargs)
             out[label] = "no error"
@@ -348,6 +350,9 @@ def test_torch_stream_refused_on_sharded_model(job):
         err = res["errors"]
         assert "rng='torch'" in err["rng_torch"] and "seed=" in err["rng_torch"]
         assert "generator=" in err["generator"]
+        # the element-wise path runs the range check of one process: an error naming the argument, not infs
+        assert "net.0.weight" in err["overflow"] and "std=1e+38" in err["overflow"], err["overflow"]
+        assert "finite range" in err["overflow"], err["overflow"]
         assert err["unchanged"] and err["rng_untouched"]
 
 
@@ -414,7 +419,8 @@ def test_pointwise_runs_equal_slices_of_the_whole(dtype):
     assert [p[1] for p in distributed._pieces(offsets, lengths)] == [20, 1, 1]
     accepted = 0
     for spec in SPECS + ["normal(0.3, 2.0)", "truncated_normal(0.5, bounds=(-1, 3))", "uniform((-2, 5))",
-                         "variance_scaling(3.0, 'fan_avg', 'truncated_normal')", "he_uniform", "constant(0.7)"]:
+                         "variance_scaling(3.0, 'fan_avg', 'truncated_normal')", "he_uniform", "constant(0.7)",
+                         "truncated_normal(1.0, 1e20)"]:  # limits too close for two float32 values: a constant
         ini = initlab.get(spec)
         recipe = distributed.pointwise(ini, shape)
         if recipe is None:

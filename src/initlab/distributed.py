@@ -253,8 +253,9 @@ def pointwise(ini: Initializer, shape: tuple[int, ...]) -> Pointwise | None:
     if _same_steps(ini, Uniform):
         return Pointwise("uniform", ini.bounds)
     if _same_steps(ini, TruncatedNormal):
-        if ini.std == 0:
-            return Pointwise("constant", (ini.mean,), clamp=ini.limits)
+        point = ini._point(torch.float32)  # std 0, or limits too close for two float32 values (its own _draw)
+        if point is not None:
+            return Pointwise("constant", (point,), clamp=ini.limits)
         return Pointwise("truncated_normal", (ini.mean, ini.std, *ini.limits), clamp=ini.limits)
     if _same_steps(ini, VarianceScaling):
         std = ini.std_for(shape)
@@ -550,6 +551,9 @@ class ShardedInit:
         local = torch.empty(geo.local_shape, dtype=p.dtype, device=device)
         recipe = pointwise(pl.ini, tuple(p.shape)) if pl.blocks == 1 and pl.post is None else None
         if recipe is not None:
+            if p.numel():  # the range check of Initializer._values (the owner-rank path runs it in sample());
+                # Philox values are float32 numbers whatever the target dtype
+                sampling.check_reach(pl.ini._reach(tuple(p.shape)), p.dtype, torch.float32, pl.ini._given)
             fill_runs(local, recipe, philox.key_for(seed, pl.name), geo.runs(), pl.factor)
         else:
             self._scatter(pl, local, device, seed)
