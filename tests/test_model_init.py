@@ -447,6 +447,12 @@ def test_report_table_and_dict():
     assert isinstance(report, InitReport)
     text = report.table()
     assert "0.weight" in text and "He(gain=1.0)" in text and "relu -> linear" in text and "4 parameters" in text
+    lines = report.table(color=False).splitlines()  # the shared renderer: title, header, dashes, one row each
+    assert lines[0].startswith("init_model: scheme='auto'") and lines[1].split()[:2] == ["parameter", "shape"]
+    assert set(lines[2].replace(" ", "")) == {"-"} and len(lines) == 3 + 4 and "\x1b[" not in "".join(lines)
+    assert lines[3].split()[:3] == ["0.weight", "4x1x3x3", "Conv2d"]
+    assert lines[3].endswith(f"{report['0.weight'].std:.4g}")
+    assert report.table(color=True).startswith("\x1b[1minit_model:")  # colour only when asked (or on a terminal)
     d = json.loads(json.dumps(report.to_dict()))
     assert d["seed"] == 0 and d["method"] == "fx" and len(d["entries"]) == 4
     w = d["entries"][0]

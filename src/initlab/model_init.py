@@ -80,6 +80,7 @@ import torch
 from torch import nn
 
 from initlab import distributed
+from initlab._format import Column, render
 from initlab.gains import Activation, variance_gain
 from initlab.graph import LINEAR, Graph, LayerNode, trace
 from initlab.initializers import GlorotUniform, He, Initializer, Normal, Ones, Orthogonal, Zeros, get
@@ -177,29 +178,30 @@ class InitReport:
                 return e
         raise KeyError(f"no initialized parameter named {name!r}")
 
-    def table(self) -> str:
-        """A terminal-readable table: one row per parameter, then untouched parameters and warnings."""
-        rows = [("parameter", "shape", "layer type", "act in -> out", "initializer", "fan_in", "fan_out", "std")]
-        for e in self.entries:
-            acts = f"{e.act_in or 'data'} -> {e.act_out or '-'}" if e.role not in ("bias",) else ""
-            rows.append((e.name, "x".join(map(str, e.shape)) or "()", e.layer_type, acts, e.initializer,
-                         "" if e.fans is None else f"{e.fans.fan_in:g}",
-                         "" if e.fans is None else f"{e.fans.fan_out:g}",
-                         "" if e.std is None else f"{e.std:.4g}"))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
+    def table(self, color: bool | None = None) -> str:
+        """A terminal-readable table: one row per parameter, then untouched parameters and warnings (through the
+        shared renderer, :func:`initlab.report.table.render`; ``color``: None = when stdout is a terminal)."""
+        def fan(which: str) -> Callable[[InitEntry], str]:
+            return lambda e: "" if e.fans is None else f"{getattr(e.fans, which):g}"
+
+        cols = [Column("name", header="parameter"), Column(lambda e: "x".join(map(str, e.shape)) or "()",
+                                                           header="shape"),
+                Column("layer_type", header="layer type"),
+                Column(lambda e: "" if e.role == "bias" else f"{e.act_in or 'data'} -> {e.act_out or '-'}",
+                       header="act in -> out"),
+                Column("initializer"), Column(fan("fan_in"), header="fan_in"), Column(fan("fan_out"), header="fan_out"),
+                Column("std", fmt=lambda v: "" if v is None else f"{v:.4g}", align="<")]
         method = f", traced by {self.graph.method}" if self.graph is not None else ""
         head = (f"init_model: scheme={self.scheme!r}, residual={self.residual!r}, seed={self.seed}{method}; "
                 f"{len(self.entries)} parameters initialized, {len(self.untouched)} untouched")
-        out = [head, *lines]
+        out = []
         if self.untouched:
             out.append("untouched:")
             out.extend(f"  {u.name} {tuple(u.shape)}: {u.reason}" for u in self.untouched)
         if self.warnings:
             out.append("warnings:")
             out.extend(f"  - {w}" for w in self.warnings)
-        return "\n".join(out)
+        return render(self.entries, cols, title=head, footer="\n".join(out) or None, color=color)
 
     def __str__(self) -> str:
         return self.table()
