@@ -533,14 +533,21 @@ def _assign_one(param: nn.Parameter, new: torch.Tensor) -> None:
         new.copy_(scratch)
 
 
-def _replace_param(model: nn.Module, old: nn.Parameter, new: nn.Parameter) -> list[tuple[nn.Module, str]]:
-    places = []
+def _param_places(model: nn.Module) -> dict[int, list[tuple[nn.Module, str]]]:
+    """``id(parameter) -> [(module, key), ...]``: every slot holding each parameter (tied ones: several), from
+    one pass over the modules."""
+    places: dict[int, list[tuple[nn.Module, str]]] = {}
     for mod in model.modules():
         for key, value in mod._parameters.items():
-            if value is old:
-                mod._parameters[key] = new
-                places.append((mod, key))
+            if value is not None:
+                places.setdefault(id(value), []).append((mod, key))
     return places
+
+
+def _put(places: dict[int, list[tuple[nn.Module, str]]], old: nn.Parameter, value: nn.Parameter) -> None:
+    """Every slot that held ``old`` when ``places`` was taken now holds ``value``."""
+    for mod, key in places.get(id(old), ()):
+        mod._parameters[key] = value
 
 
 # --------------------------------------------------------------------------------------------------
@@ -706,12 +713,17 @@ def _plan(model: nn.Module, sem: Semantics, opts: _Options, warnings: list[str]
     if opts.residual is not None:
         _apply_residual(sem, plans, opts.residual, out_weight if opts.output is None else None, warnings)
 
-    owners = {}
-    for mname, mod in model.named_modules():
-        for pname, _ in mod.named_parameters(recurse=False):
-            owners.setdefault(f"{mname}.{pname}" if mname else pname, mod)
-    for name, p in all_params.items():
-        node = _layer_of(graph, name)
+    owners: dict[str, nn.Module] = {}
+    layer_of: dict[str, LayerNode] = {}  # the first layer holding each parameter
+    if opts.rules:
+        for mname, mod in model.named_modules():
+            for pname, _ in mod.named_parameters(recurse=False):
+                owners.setdefault(f"{mname}.{pname}" if mname else pname, mod)
+        for layer in graph.layers:
+            for pname in layer.params:
+                layer_of.setdefault(pname, layer)
+    for name, p in all_params.items() if opts.rules else ():
+        node = layer_of.get(name)
         ini = _match_rule(opts.rules, name, owners.get(name, model), node)
         if ini is None:
             continue
@@ -783,6 +795,7 @@ def _assign(model: nn.Module, ordered: list[_Plan], new_values: dict[str, torch.
     replaced: list[tuple[nn.Parameter, nn.Parameter]] = []
     meta_buffers: list[tuple[nn.Module, str, torch.Tensor]] = []
     all_params = dict(model.named_parameters())
+    places = _param_places(model)  # once: a walk over the modules per replaced parameter is quadratic
     try:
         for pl in ordered:
             if pl.name not in new_values:
@@ -790,7 +803,7 @@ def _assign(model: nn.Module, ordered: list[_Plan], new_values: dict[str, torch.
             new = new_values[pl.name]
             if pl.param.is_meta:
                 fresh = nn.Parameter(new, requires_grad=pl.param.requires_grad)
-                _replace_param(model, pl.param, fresh)
+                _put(places, pl.param, fresh)
                 replaced.append((pl.param, fresh))
             else:
                 _assign_one(pl.param, new)
@@ -801,7 +814,7 @@ def _assign(model: nn.Module, ordered: list[_Plan], new_values: dict[str, torch.
                 p = all_params[name]
                 if p.is_meta:
                     fresh = nn.Parameter(distributed.zeros_like_param(p, device), requires_grad=p.requires_grad)
-                    _replace_param(model, p, fresh)
+                    _put(places, p, fresh)
                     replaced.append((p, fresh))
                     if name in untouched:
                         untouched[name] += " (materialized as zeros)"
@@ -818,8 +831,8 @@ def _assign(model: nn.Module, ordered: list[_Plan], new_values: dict[str, torch.
         for param, old_values in reversed(done):
             with torch.no_grad():
                 param.copy_(old_values)
-        for old, fresh in reversed(replaced):
-            _replace_param(model, fresh, old)
+        for old, _ in reversed(replaced):
+            _put(places, old, old)
         for mod, key, old_buf in meta_buffers:
             mod._buffers[key] = old_buf
         raise
@@ -881,13 +894,6 @@ def _std(x: torch.Tensor) -> float | None:
         if not mean_sq > 100.0 * mean * mean:  # |mean| > rms / 10: cancellation would cost digits
             return float(flat.std())
         return math.sqrt(max(mean_sq - mean * mean, 0.0) * n / (n - 1))
-
-
-def _layer_of(graph: Graph, pname: str) -> LayerNode | None:
-    for node in graph.layers:
-        if pname in node.params:
-            return node
-    return None
 
 
 def _current(model: nn.Module, name: str) -> nn.Parameter:
