@@ -186,6 +186,11 @@ def _case(name: str, how: str, mesh, world: int, seed: int = SEED, materialize: 
     d = report.to_dict()
     entries = {e["name"]: e for e in d["entries"]}
     out["checksums_match_reference"] = {n: entries[n]["checksum"] == ref_sums[n] for n in ref_sums}
+    # a sharded std is merged from per-shard float64 moments: it equals the float64 std of the whole tensor up to
+    # summation order (~1e-15 relative); a wrong merge is off by far more than the 1e-9 allowed
+    out["std_matches_reference"] = {
+        n: math.isclose(entries[n]["std"], float(ref[n].double().std()), rel_tol=1e-9, abs_tol=1e-12)
+        for n, p in model.named_parameters() if distributed.is_dtensor(p) and n in entries and p.numel() > 1}
     out["sharding"] = {n: e["sharding"] for n, e in entries.items()}
     out["warnings"] = d["warnings"]
     gathered = [None] * world
@@ -316,6 +321,8 @@ def test_report_same_on_every_rank_and_checksums_match_one_process(job):
             assert res[case]["report_same_on_every_rank"], case
             sums = res[case]["checksums_match_reference"]
             assert sums and all(sums.values()), (case, sums)
+            stds = res[case]["std_matches_reference"]
+            assert len(stds) >= 3 and all(stds.values()), (case, stds)
 
 
 def test_owner_rank_path_is_reported(job):

@@ -418,19 +418,24 @@ def _numba_checksum(flat: torch.Tensor, runs: tuple[np.ndarray, np.ndarray]) -> 
     return sum(int(v) for v in out) % _P61
 
 
+def _merge(a: tuple[float, float, float], b: tuple[float, float, float]) -> tuple[float, float, float]:
+    """Two ``(count, mean, M2)`` triples as one (Chan, Golub & LeVeque 1979)."""
+    (n, mean, m2), (k, mu, q) = a, b
+    if not k:
+        return a
+    delta, total = mu - mean, n + k
+    return total, mean + delta * k / total, m2 + q + delta * delta * n * k / total
+
+
 def _moments(local: torch.Tensor, runs: tuple[np.ndarray, np.ndarray]) -> tuple[float, float, float]:
-    """``(count, mean, M2)`` in float64, combined over pieces with Chan et al.'s formula."""
+    """``(count, mean, M2)`` in float64, combined over pieces with :func:`_merge`."""
     flat = local.detach().reshape(-1)
-    n, mean, m2 = 0.0, 0.0, 0.0
+    acc = (0.0, 0.0, 0.0)
     for pos, m, length, _, _ in _pieces(*runs, chunk=SMALL):
         x = flat[pos:pos + m * length].double()
-        k = float(x.numel())
         mu = float(x.mean())
-        q = float(((x - mu) ** 2).sum())
-        delta = mu - mean
-        total = n + k
-        mean, m2, n = mean + delta * k / total, m2 + q + delta * delta * n * k / total, total
-    return n, mean, m2
+        acc = _merge(acc, (float(x.numel()), mu, float(((x - mu) ** 2).sum())))
+    return acc
 
 
 # --------------------------------------------------------------------------------------------------
@@ -623,14 +628,13 @@ class ShardedInit:
     def _complete_one(self, entry: Any, p: Any, rows: list[torch.Tensor]) -> int:
         key = min(int(r[1]) for r in rows)
         rows = [r for r in rows if int(r[1]) == key]  # one replica group: the sub-mesh holding the lowest rank
-        c, n, mean, m2, seconds = 0, 0.0, 0.0, 0.0, 0.0
+        c, acc, seconds = 0, (0.0, 0.0, 0.0), 0.0
         for row in rows:
             f = row[4:].view(torch.float64).tolist()
             c += int(row[0])
-            if f[0]:
-                delta, total = f[1] - mean, n + f[0]
-                mean, m2, n = mean + delta * f[0] / total, m2 + f[2] + delta * delta * n * f[0] / total, total
+            acc = _merge(acc, (f[0], f[1], f[2]))
             seconds += f[3]
+        n, _, m2 = acc
         entry.checksum = _hex(c)
         entry.std = math.sqrt(max(m2, 0.0) / (n - 1)) if n > 1 else None
         owner, sent = int(rows[0][2]), int(rows[0][3])
