@@ -360,10 +360,16 @@ _NUMBA: dict[str, Any] = {}
 _prange = range  # numba.prange once compiled
 
 
+def _nb_red(x):  # _red on one uint64; compiled (inlined) with the kernel by _numba_checksum
+    mask, s31 = np.uint64(_M31), np.uint64(31)
+    x = (x & mask) + (x >> s31)
+    return (x & mask) + (x >> s31)
+
+
 def _nb_checksum(words, wide, pos, m, length, off, step, out):  # compiled by _numba_checksum
-    mask, p61 = np.uint64(_M31), np.uint64(_P61)
-    k1, k2, k3 = np.uint64(_K1), np.uint64(_K2), np.uint64(_K3)
-    s31, s32, lo32 = np.uint64(31), np.uint64(32), np.uint64(0xFFFFFFFF)
+    """:func:`_hash_sum` per piece, element by element (each piece's sum mod 2**61 - 1 in ``out``)."""
+    p61, k1, k2, k3 = np.uint64(_P61), np.uint64(_K1), np.uint64(_K2), np.uint64(_K3)
+    s32, lo32 = np.uint64(32), np.uint64(0xFFFFFFFF)
     for t in _prange(len(pos)):
         total = np.uint64(0)
         for r in range(m[t]):
@@ -371,25 +377,13 @@ def _nb_checksum(words, wide, pos, m, length, off, step, out):  # compiled by _n
             g0 = off[t] + r * step[t]
             for j in range(length[t]):
                 w = np.uint64(words[p0 + j])
-                if wide:
-                    w = (w >> s32) * k3 + (w & lo32)
-                    w = (w & mask) + (w >> s31)
-                    w = (w & mask) + (w >> s31)
-                a = np.uint64(g0 + j)
-                a = (a & mask) + (a >> s31)
-                a = (a & mask) + (a >> s31)
-                h = a * k1 + w
-                h = (h & mask) + (h >> s31)
-                h = (h & mask) + (h >> s31)
-                h = h * h
-                h = (h & mask) + (h >> s31)
-                h = (h & mask) + (h >> s31)
-                h = h * k2 + a
-                h = (h & mask) + (h >> s31)
-                h = (h & mask) + (h >> s31)
-                h = h * h
-                h = (h & mask) + (h >> s31)
-                total += (h & mask) + (h >> s31)
+                if wide:  # _words of a 64-bit value
+                    w = _nb_red((w >> s32) * k3 + (w & lo32))
+                a = _nb_red(np.uint64(g0 + j))
+                h = _nb_red(a * k1 + w)
+                h = _nb_red(h * h)
+                h = _nb_red(h * k2 + a)
+                total += _nb_red(h * h)
         out[t] = total % p61
 
 
@@ -399,6 +393,7 @@ def _numba_checksum(flat: torch.Tensor, runs: tuple[np.ndarray, np.ndarray]) -> 
         import numba
 
         globals()["_prange"] = numba.prange
+        globals()["_nb_red"] = numba.njit(inline="always")(_nb_red)
         _NUMBA["numba"] = numba
         _NUMBA["kernel"] = numba.njit(parallel=True, cache=True, nogil=True)(_nb_checksum)
     pieces = np.array(list(_pieces(*runs)), dtype=np.int64).reshape(-1, 5)
