@@ -186,6 +186,11 @@ def _case(name: str, how: str, mesh, world: int, seed: int = SEED, materialize: 
     d = report.to_dict()
     entries = {e["name"]: e for e in d["entries"]}
     out["checksums_match_reference"] = {n: entries[n]["checksum"] == ref_sums[n] for n in ref_sums}
+    # a sharded std is merged from per-shard float64 moments: it equals the float64 std of the whole tensor up to
+    # summation order (~1e-15 relative); a wrong merge is off by far more than the 1e-9 allowed
+    out["std_matches_reference"] = {
+        n: math.isclose(entries[n]["std"], float(ref[n].double().std()), rel_tol=1e-9, abs_tol=1e-12)
+        for n, p in model.named_parameters() if distributed.is_dtensor(p) and n in entries and p.numel() > 1}
     out["sharding"] = {n: e["sharding"] for n, e in entries.items()}
     out["warnings"] = d["warnings"]
     gathered = [None] * world
@@ -232,7 +237,9 @@ def _errors(mesh) -> dict:
     before = {n: (id(p), p.is_meta) for n, p in model.named_parameters()}
     rng_state = torch.get_rng_state()
     out = {}
-    for label, kwargs in (("rng_torch", {"rng": "torch", "seed": 0}), ("generator", {"generator": torch.Generator()})):
+    overflow = {"seed": 0, "rules": [("net.0.weight", "normal(1e38)")]}  # |values| up to 9e38 > float32's max
+    for label, kwargs in (("rng_torch", {"rng": "torch", "seed": 0}), ("generator", {"generator": torch.Generator()}),
+                          ("overflow", overflow)):
         try:
             initlab.init_model(model, device="cpu", **kwargs)
             out[label] = "no error"
@@ -314,6 +321,8 @@ def test_report_same_on_every_rank_and_checksums_match_one_process(job):
             assert res[case]["report_same_on_every_rank"], case
             sums = res[case]["checksums_match_reference"]
             assert sums and all(sums.values()), (case, sums)
+            stds = res[case]["std_matches_reference"]
+            assert len(stds) >= 3 and all(stds.values()), (case, stds)
 
 
 def test_owner_rank_path_is_reported(job):
@@ -348,6 +357,9 @@ def test_torch_stream_refused_on_sharded_model(job):
         err = res["errors"]
         assert "rng='torch'" in err["rng_torch"] and "seed=" in err["rng_torch"]
         assert "generator=" in err["generator"]
+        # the element-wise path runs the range check of one process: an error naming the argument, not infs
+        assert "net.0.weight" in err["overflow"] and "std=1e+38" in err["overflow"], err["overflow"]
+        assert "finite range" in err["overflow"], err["overflow"]
         assert err["unchanged"] and err["rng_untouched"]
 
 
@@ -414,7 +426,8 @@ def test_pointwise_runs_equal_slices_of_the_whole(dtype):
     assert [p[1] for p in distributed._pieces(offsets, lengths)] == [20, 1, 1]
     accepted = 0
     for spec in SPECS + ["normal(0.3, 2.0)", "truncated_normal(0.5, bounds=(-1, 3))", "uniform((-2, 5))",
-                         "variance_scaling(3.0, 'fan_avg', 'truncated_normal')", "he_uniform", "constant(0.7)"]:
+                         "variance_scaling(3.0, 'fan_avg', 'truncated_normal')", "he_uniform", "constant(0.7)",
+                         "truncated_normal(1.0, 1e20)"]:  # limits too close for two float32 values: a constant
         ini = initlab.get(spec)
         recipe = distributed.pointwise(ini, shape)
         if recipe is None:

@@ -336,6 +336,33 @@ def test_rollback_when_assignment_fails_mid_way(monkeypatch):
     assert len(calls) == 5 and same(net, snap)  # four parameters had been swapped in, then restored
 
 
+def test_rollback_on_meta_puts_every_slot_back_tied_ones_included(monkeypatch):
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.fc, self.head = nn.Embedding(10, 8), nn.Linear(8, 8), nn.Linear(8, 10, bias=False)
+            self.head.weight = self.emb.weight  # one parameter in two slots
+
+        def forward(self, x):
+            return self.head(torch.relu(self.fc(self.emb(x))))
+
+    with torch.device("meta"):
+        net = Tied()
+    slots = [(mod, key, p) for mod in net.modules() for key, p in mod._parameters.items() if p is not None]
+
+    def fail(*a, **k):  # after every parameter was replaced: the last step of the assignment
+        raise RuntimeError("out of memory while materializing buffers")
+
+    monkeypatch.setattr(model_init, "_materialize_buffers", fail)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        init_model(net, seed=0, device="cpu")
+    assert all(mod._parameters[key] is p for mod, key, p in slots) and len(slots) == 4
+    monkeypatch.undo()
+    init_model(net, seed=0, device="cpu")  # the negative control: this time every slot holds a new tensor
+    assert not any(mod._parameters[key] is p for mod, key, p in slots)
+    assert net.head.weight is net.emb.weight and not net.emb.weight.is_meta
+
+
 def test_untouched_parameters_and_assert_complete():
     class Scale(nn.Module):  # a parameter initlab cannot place: unknown module, unknown role
         def __init__(self):
@@ -447,6 +474,12 @@ def test_report_table_and_dict():
     assert isinstance(report, InitReport)
     text = report.table()
     assert "0.weight" in text and "He(gain=1.0)" in text and "relu -> linear" in text and "4 parameters" in text
+    lines = report.table(color=False).splitlines()  # the shared renderer: title, header, dashes, one row each
+    assert lines[0].startswith("init_model: scheme='auto'") and lines[1].split()[:2] == ["parameter", "shape"]
+    assert set(lines[2].replace(" ", "")) == {"-"} and len(lines) == 3 + 4 and "\x1b[" not in "".join(lines)
+    assert lines[3].split()[:3] == ["0.weight", "4x1x3x3", "Conv2d"]
+    assert lines[3].endswith(f"{report['0.weight'].std:.4g}")
+    assert report.table(color=True).startswith("\x1b[1minit_model:")  # colour only when asked (or on a terminal)
     d = json.loads(json.dumps(report.to_dict()))
     assert d["seed"] == 0 and d["method"] == "fx" and len(d["entries"]) == 4
     w = d["entries"][0]

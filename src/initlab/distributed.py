@@ -253,8 +253,9 @@ def pointwise(ini: Initializer, shape: tuple[int, ...]) -> Pointwise | None:
     if _same_steps(ini, Uniform):
         return Pointwise("uniform", ini.bounds)
     if _same_steps(ini, TruncatedNormal):
-        if ini.std == 0:
-            return Pointwise("constant", (ini.mean,), clamp=ini.limits)
+        point = ini._point(torch.float32)  # std 0, or limits too close for two float32 values (its own _draw)
+        if point is not None:
+            return Pointwise("constant", (point,), clamp=ini.limits)
         return Pointwise("truncated_normal", (ini.mean, ini.std, *ini.limits), clamp=ini.limits)
     if _same_steps(ini, VarianceScaling):
         std = ini.std_for(shape)
@@ -359,10 +360,16 @@ _NUMBA: dict[str, Any] = {}
 _prange = range  # numba.prange once compiled
 
 
+def _nb_red(x):  # _red on one uint64; compiled (inlined) with the kernel by _numba_checksum
+    mask, s31 = np.uint64(_M31), np.uint64(31)
+    x = (x & mask) + (x >> s31)
+    return (x & mask) + (x >> s31)
+
+
 def _nb_checksum(words, wide, pos, m, length, off, step, out):  # compiled by _numba_checksum
-    mask, p61 = np.uint64(_M31), np.uint64(_P61)
-    k1, k2, k3 = np.uint64(_K1), np.uint64(_K2), np.uint64(_K3)
-    s31, s32, lo32 = np.uint64(31), np.uint64(32), np.uint64(0xFFFFFFFF)
+    """:func:`_hash_sum` per piece, element by element (each piece's sum mod 2**61 - 1 in ``out``)."""
+    p61, k1, k2, k3 = np.uint64(_P61), np.uint64(_K1), np.uint64(_K2), np.uint64(_K3)
+    s32, lo32 = np.uint64(32), np.uint64(0xFFFFFFFF)
     for t in _prange(len(pos)):
         total = np.uint64(0)
         for r in range(m[t]):
@@ -370,25 +377,13 @@ def _nb_checksum(words, wide, pos, m, length, off, step, out):  # compiled by _n
             g0 = off[t] + r * step[t]
             for j in range(length[t]):
                 w = np.uint64(words[p0 + j])
-                if wide:
-                    w = (w >> s32) * k3 + (w & lo32)
-                    w = (w & mask) + (w >> s31)
-                    w = (w & mask) + (w >> s31)
-                a = np.uint64(g0 + j)
-                a = (a & mask) + (a >> s31)
-                a = (a & mask) + (a >> s31)
-                h = a * k1 + w
-                h = (h & mask) + (h >> s31)
-                h = (h & mask) + (h >> s31)
-                h = h * h
-                h = (h & mask) + (h >> s31)
-                h = (h & mask) + (h >> s31)
-                h = h * k2 + a
-                h = (h & mask) + (h >> s31)
-                h = (h & mask) + (h >> s31)
-                h = h * h
-                h = (h & mask) + (h >> s31)
-                total += (h & mask) + (h >> s31)
+                if wide:  # _words of a 64-bit value
+                    w = _nb_red((w >> s32) * k3 + (w & lo32))
+                a = _nb_red(np.uint64(g0 + j))
+                h = _nb_red(a * k1 + w)
+                h = _nb_red(h * h)
+                h = _nb_red(h * k2 + a)
+                total += _nb_red(h * h)
         out[t] = total % p61
 
 
@@ -398,6 +393,7 @@ def _numba_checksum(flat: torch.Tensor, runs: tuple[np.ndarray, np.ndarray]) -> 
         import numba
 
         globals()["_prange"] = numba.prange
+        globals()["_nb_red"] = numba.njit(inline="always")(_nb_red)
         _NUMBA["numba"] = numba
         _NUMBA["kernel"] = numba.njit(parallel=True, cache=True, nogil=True)(_nb_checksum)
     pieces = np.array(list(_pieces(*runs)), dtype=np.int64).reshape(-1, 5)
@@ -417,19 +413,24 @@ def _numba_checksum(flat: torch.Tensor, runs: tuple[np.ndarray, np.ndarray]) -> 
     return sum(int(v) for v in out) % _P61
 
 
+def _merge(a: tuple[float, float, float], b: tuple[float, float, float]) -> tuple[float, float, float]:
+    """Two ``(count, mean, M2)`` triples as one (Chan, Golub & LeVeque 1979)."""
+    (n, mean, m2), (k, mu, q) = a, b
+    if not k:
+        return a
+    delta, total = mu - mean, n + k
+    return total, mean + delta * k / total, m2 + q + delta * delta * n * k / total
+
+
 def _moments(local: torch.Tensor, runs: tuple[np.ndarray, np.ndarray]) -> tuple[float, float, float]:
-    """``(count, mean, M2)`` in float64, combined over pieces with Chan et al.'s formula."""
+    """``(count, mean, M2)`` in float64, combined over pieces with :func:`_merge`."""
     flat = local.detach().reshape(-1)
-    n, mean, m2 = 0.0, 0.0, 0.0
+    acc = (0.0, 0.0, 0.0)
     for pos, m, length, _, _ in _pieces(*runs, chunk=SMALL):
         x = flat[pos:pos + m * length].double()
-        k = float(x.numel())
         mu = float(x.mean())
-        q = float(((x - mu) ** 2).sum())
-        delta = mu - mean
-        total = n + k
-        mean, m2, n = mean + delta * k / total, m2 + q + delta * delta * n * k / total, total
-    return n, mean, m2
+        acc = _merge(acc, (float(x.numel()), mu, float(((x - mu) ** 2).sum())))
+    return acc
 
 
 # --------------------------------------------------------------------------------------------------
@@ -550,6 +551,9 @@ class ShardedInit:
         local = torch.empty(geo.local_shape, dtype=p.dtype, device=device)
         recipe = pointwise(pl.ini, tuple(p.shape)) if pl.blocks == 1 and pl.post is None else None
         if recipe is not None:
+            if p.numel():  # the range check of Initializer._values (the owner-rank path runs it in sample());
+                # Philox values are float32 numbers whatever the target dtype
+                sampling.check_reach(pl.ini._reach(tuple(p.shape)), p.dtype, torch.float32, pl.ini._given)
             fill_runs(local, recipe, philox.key_for(seed, pl.name), geo.runs(), pl.factor)
         else:
             self._scatter(pl, local, device, seed)
@@ -619,14 +623,13 @@ class ShardedInit:
     def _complete_one(self, entry: Any, p: Any, rows: list[torch.Tensor]) -> int:
         key = min(int(r[1]) for r in rows)
         rows = [r for r in rows if int(r[1]) == key]  # one replica group: the sub-mesh holding the lowest rank
-        c, n, mean, m2, seconds = 0, 0.0, 0.0, 0.0, 0.0
+        c, acc, seconds = 0, (0.0, 0.0, 0.0), 0.0
         for row in rows:
             f = row[4:].view(torch.float64).tolist()
             c += int(row[0])
-            if f[0]:
-                delta, total = f[1] - mean, n + f[0]
-                mean, m2, n = mean + delta * f[0] / total, m2 + f[2] + delta * delta * n * f[0] / total, total
+            acc = _merge(acc, (f[0], f[1], f[2]))
             seconds += f[3]
+        n, _, m2 = acc
         entry.checksum = _hex(c)
         entry.std = math.sqrt(max(m2, 0.0) / (n - 1)) if n > 1 else None
         owner, sent = int(rows[0][2]), int(rows[0][3])

@@ -80,6 +80,7 @@ import torch
 from torch import nn
 
 from initlab import distributed
+from initlab._format import Column, render
 from initlab.gains import Activation, variance_gain
 from initlab.graph import LINEAR, Graph, LayerNode, trace
 from initlab.initializers import GlorotUniform, He, Initializer, Normal, Ones, Orthogonal, Zeros, get
@@ -177,29 +178,30 @@ class InitReport:
                 return e
         raise KeyError(f"no initialized parameter named {name!r}")
 
-    def table(self) -> str:
-        """A terminal-readable table: one row per parameter, then untouched parameters and warnings."""
-        rows = [("parameter", "shape", "layer type", "act in -> out", "initializer", "fan_in", "fan_out", "std")]
-        for e in self.entries:
-            acts = f"{e.act_in or 'data'} -> {e.act_out or '-'}" if e.role not in ("bias",) else ""
-            rows.append((e.name, "x".join(map(str, e.shape)) or "()", e.layer_type, acts, e.initializer,
-                         "" if e.fans is None else f"{e.fans.fan_in:g}",
-                         "" if e.fans is None else f"{e.fans.fan_out:g}",
-                         "" if e.std is None else f"{e.std:.4g}"))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
+    def table(self, color: bool | None = None) -> str:
+        """A terminal-readable table: one row per parameter, then untouched parameters and warnings (through the
+        shared renderer, :func:`initlab.report.table.render`; ``color``: None = when stdout is a terminal)."""
+        def fan(which: str) -> Callable[[InitEntry], str]:
+            return lambda e: "" if e.fans is None else f"{getattr(e.fans, which):g}"
+
+        cols = [Column("name", header="parameter"), Column(lambda e: "x".join(map(str, e.shape)) or "()",
+                                                           header="shape"),
+                Column("layer_type", header="layer type"),
+                Column(lambda e: "" if e.role == "bias" else f"{e.act_in or 'data'} -> {e.act_out or '-'}",
+                       header="act in -> out"),
+                Column("initializer"), Column(fan("fan_in"), header="fan_in"), Column(fan("fan_out"), header="fan_out"),
+                Column("std", fmt=lambda v: "" if v is None else f"{v:.4g}", align="<")]
         method = f", traced by {self.graph.method}" if self.graph is not None else ""
         head = (f"init_model: scheme={self.scheme!r}, residual={self.residual!r}, seed={self.seed}{method}; "
                 f"{len(self.entries)} parameters initialized, {len(self.untouched)} untouched")
-        out = [head, *lines]
+        out = []
         if self.untouched:
             out.append("untouched:")
             out.extend(f"  {u.name} {tuple(u.shape)}: {u.reason}" for u in self.untouched)
         if self.warnings:
             out.append("warnings:")
             out.extend(f"  - {w}" for w in self.warnings)
-        return "\n".join(out)
+        return render(self.entries, cols, title=head, footer="\n".join(out) or None, color=color)
 
     def __str__(self) -> str:
         return self.table()
@@ -531,14 +533,21 @@ def _assign_one(param: nn.Parameter, new: torch.Tensor) -> None:
         new.copy_(scratch)
 
 
-def _replace_param(model: nn.Module, old: nn.Parameter, new: nn.Parameter) -> list[tuple[nn.Module, str]]:
-    places = []
+def _param_places(model: nn.Module) -> dict[int, list[tuple[nn.Module, str]]]:
+    """``id(parameter) -> [(module, key), ...]``: every slot holding each parameter (tied ones: several), from
+    one pass over the modules."""
+    places: dict[int, list[tuple[nn.Module, str]]] = {}
     for mod in model.modules():
         for key, value in mod._parameters.items():
-            if value is old:
-                mod._parameters[key] = new
-                places.append((mod, key))
+            if value is not None:
+                places.setdefault(id(value), []).append((mod, key))
     return places
+
+
+def _put(places: dict[int, list[tuple[nn.Module, str]]], old: nn.Parameter, value: nn.Parameter) -> None:
+    """Every slot that held ``old`` when ``places`` was taken now holds ``value``."""
+    for mod, key in places.get(id(old), ()):
+        mod._parameters[key] = value
 
 
 # --------------------------------------------------------------------------------------------------
@@ -704,12 +713,17 @@ def _plan(model: nn.Module, sem: Semantics, opts: _Options, warnings: list[str]
     if opts.residual is not None:
         _apply_residual(sem, plans, opts.residual, out_weight if opts.output is None else None, warnings)
 
-    owners = {}
-    for mname, mod in model.named_modules():
-        for pname, _ in mod.named_parameters(recurse=False):
-            owners.setdefault(f"{mname}.{pname}" if mname else pname, mod)
-    for name, p in all_params.items():
-        node = _layer_of(graph, name)
+    owners: dict[str, nn.Module] = {}
+    layer_of: dict[str, LayerNode] = {}  # the first layer holding each parameter
+    if opts.rules:
+        for mname, mod in model.named_modules():
+            for pname, _ in mod.named_parameters(recurse=False):
+                owners.setdefault(f"{mname}.{pname}" if mname else pname, mod)
+        for layer in graph.layers:
+            for pname in layer.params:
+                layer_of.setdefault(pname, layer)
+    for name, p in all_params.items() if opts.rules else ():
+        node = layer_of.get(name)
         ini = _match_rule(opts.rules, name, owners.get(name, model), node)
         if ini is None:
             continue
@@ -781,6 +795,7 @@ def _assign(model: nn.Module, ordered: list[_Plan], new_values: dict[str, torch.
     replaced: list[tuple[nn.Parameter, nn.Parameter]] = []
     meta_buffers: list[tuple[nn.Module, str, torch.Tensor]] = []
     all_params = dict(model.named_parameters())
+    places = _param_places(model)  # once: a walk over the modules per replaced parameter is quadratic
     try:
         for pl in ordered:
             if pl.name not in new_values:
@@ -788,7 +803,7 @@ def _assign(model: nn.Module, ordered: list[_Plan], new_values: dict[str, torch.
             new = new_values[pl.name]
             if pl.param.is_meta:
                 fresh = nn.Parameter(new, requires_grad=pl.param.requires_grad)
-                _replace_param(model, pl.param, fresh)
+                _put(places, pl.param, fresh)
                 replaced.append((pl.param, fresh))
             else:
                 _assign_one(pl.param, new)
@@ -799,7 +814,7 @@ def _assign(model: nn.Module, ordered: list[_Plan], new_values: dict[str, torch.
                 p = all_params[name]
                 if p.is_meta:
                     fresh = nn.Parameter(distributed.zeros_like_param(p, device), requires_grad=p.requires_grad)
-                    _replace_param(model, p, fresh)
+                    _put(places, p, fresh)
                     replaced.append((p, fresh))
                     if name in untouched:
                         untouched[name] += " (materialized as zeros)"
@@ -816,8 +831,8 @@ def _assign(model: nn.Module, ordered: list[_Plan], new_values: dict[str, torch.
         for param, old_values in reversed(done):
             with torch.no_grad():
                 param.copy_(old_values)
-        for old, fresh in reversed(replaced):
-            _replace_param(model, fresh, old)
+        for old, _ in reversed(replaced):
+            _put(places, old, old)
         for mod, key, old_buf in meta_buffers:
             mod._buffers[key] = old_buf
         raise
@@ -879,13 +894,6 @@ def _std(x: torch.Tensor) -> float | None:
         if not mean_sq > 100.0 * mean * mean:  # |mean| > rms / 10: cancellation would cost digits
             return float(flat.std())
         return math.sqrt(max(mean_sq - mean * mean, 0.0) * n / (n - 1))
-
-
-def _layer_of(graph: Graph, pname: str) -> LayerNode | None:
-    for node in graph.layers:
-        if pname in node.params:
-            return node
-    return None
 
 
 def _current(model: nn.Module, name: str) -> nn.Parameter:
