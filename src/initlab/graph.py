@@ -399,8 +399,9 @@ def _leaf_modules(model: nn.Module) -> dict[str, nn.Module]:
     """
     leaves: dict[str, nn.Module] = {}
     for name, mod in model.named_modules():
-        if "" in leaves or any(name.startswith(p + ".") for p in leaves):
-            continue
+        parts = name.split(".")
+        if "" in leaves or any(".".join(parts[:k]) in leaves for k in range(1, len(parts))):
+            continue  # an ancestor is a leaf (checked by its prefixes: linear in depth, not in the leaves)
         childless = not any(True for _ in mod.children())
         if childless or is_activation(mod) or isinstance(mod, (nn.RNNBase, nn.MultiheadAttention)):
             leaves[name] = mod
